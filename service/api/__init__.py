@@ -1,0 +1,1 @@
+"""HTTP routes: one Blueprint per resource. Views parse, call one function, and return."""

@@ -1,0 +1,41 @@
+"""What a view needs from the app: its services and the caller's tenant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app, request
+
+from service.builder import BuilderPool
+from service.config import Config
+from service.model_service import ModelService, etag_of
+from service.registry import Database
+from service.registry.tables import DEFAULT_TENANT
+from service.storage import ArtifactStore
+
+
+@dataclass
+class Services:
+    config: Config
+    database: Database
+    store: ArtifactStore
+    builder: BuilderPool
+    models: ModelService
+
+
+def services() -> Services:
+    return current_app.extensions["keras_service"]
+
+
+def tenant_id() -> str:
+    """The caller's tenant. Until API keys exist every caller is the default tenant."""
+    return DEFAULT_TENANT
+
+
+def if_match() -> str | None:
+    return request.headers.get("If-Match")
+
+
+def with_etag(model, status: int = 200):
+    """A model answer with its ETag, for If-Match on the next change."""
+    return model, status, {"ETag": etag_of(model)}

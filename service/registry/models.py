@@ -1,0 +1,87 @@
+"""Queries on models. Every query is scoped to a tenant: another tenant's model is "not found"."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+
+from service.errors import Conflict, PreconditionFailed, not_found
+from service.registry.database import Database
+from service.registry.tables import Model, utcnow
+from service.storage import is_valid_id, new_id
+
+
+class ModelRegistry:
+    def __init__(self, database: Database):
+        self.db = database
+
+    def create(self, tenant_id: str, *, name: str, type: str, state: str, **described) -> Model:
+        model = Model(id=new_id(), tenant_id=tenant_id, name=name, type=type, state=state,
+                      revision=1, tags=described.pop("tags", []), **described)
+        try:
+            with self.db.transaction() as session:
+                session.add(model)
+        except IntegrityError:
+            raise _name_taken(name) from None
+        return model
+
+    def get(self, tenant_id: str, model_id: str) -> Model:
+        if not is_valid_id(model_id):
+            raise not_found("model", model_id)
+        with self.db.session() as session:
+            model = session.get(Model, model_id)
+        if model is None or model.tenant_id != tenant_id:
+            raise not_found("model", model_id)
+        return model
+
+    def list(self, tenant_id: str, *, limit: int, offset: int,
+             state: str | None = None, name: str | None = None) -> tuple[list[Model], int]:
+        query = select(Model).where(Model.tenant_id == tenant_id)
+        if state:
+            query = query.where(Model.state == state)
+        if name:
+            query = query.where(Model.name == name)
+        with self.db.session() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery()))
+            rows = session.scalars(
+                query.order_by(Model.created_at, Model.id).limit(limit).offset(offset)).all()
+        return list(rows), total
+
+    def all_ids(self) -> set[str]:
+        with self.db.session() as session:
+            return set(session.scalars(select(Model.id)))
+
+    def update(self, model: Model, **changes) -> Model:
+        """Apply `changes` if nobody changed the model since `model` was read.
+
+        The compare-and-swap on `revision` is what keeps two concurrent edits from
+        silently overwriting each other: the loser gets a 412 and reads again.
+        """
+        changes.update(revision=model.revision + 1, updated_at=utcnow())
+        try:
+            with self.db.transaction() as session:
+                result = session.execute(
+                    update(Model)
+                    .where(Model.id == model.id, Model.revision == model.revision)
+                    .values(**changes))
+                if result.rowcount != 1:
+                    raise PreconditionFailed(
+                        f"Model '{model.id}' changed while this request was handled "
+                        f"(revision {model.revision} is stale); read it again and retry.")
+        except IntegrityError:
+            raise _name_taken(changes.get("name")) from None
+        for key, value in changes.items():
+            setattr(model, key, value)
+        return model
+
+    def delete(self, model: Model) -> None:
+        with self.db.transaction() as session:
+            result = session.execute(
+                Model.__table__.delete().where(Model.id == model.id))
+            if result.rowcount != 1:
+                raise not_found("model", model.id)
+
+
+def _name_taken(name) -> Conflict:
+    return Conflict(f"A model named '{name}' already exists; model names are unique. "
+                    "Choose another name or PATCH the existing model.")

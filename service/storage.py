@@ -1,0 +1,126 @@
+"""The artifact store: every file the service keeps, under one data directory.
+
+Layout::
+
+    DATA_DIR/registry.sqlite3          the default registry
+    DATA_DIR/models/<id>/compiled.keras the compiled, untrained model
+    DATA_DIR/models/<id>/v<N>.keras     one immutable file per successful fit
+
+Writes are atomic: a temporary file in the destination folder, fsync, rename, fsync of the
+folder. A crash leaves either the old file or the new one, plus at worst a temporary file
+that `sweep_temporary_files` removes at start-up. Nothing here imports Keras or Flask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+TEMP_PREFIX = ".tmp-"
+_ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+
+
+def new_id() -> str:
+    """A server-generated id: 32 hex digits, safe as a file name and in a URL."""
+    return uuid.uuid4().hex
+
+
+def is_valid_id(ident: str) -> bool:
+    return bool(_ID_PATTERN.fullmatch(ident or ""))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path):
+    """Yield a temporary path next to `final`; on success make it `final` atomically.
+
+    The caller writes the whole file to the yielded path (Keras' `model.save` needs a path,
+    not a handle). On an exception the temporary file is removed and `final` is untouched.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    temp = final.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}{final.suffix}"
+    try:
+        yield temp
+        with open(temp, "rb+") as handle:
+            os.fsync(handle.fileno())
+        os.replace(temp, final)
+        _fsync_dir(final.parent)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+
+
+class ArtifactStore:
+    """Paths and housekeeping for the files under the data directory."""
+
+    def __init__(self, data_dir: Path):
+        self.root = Path(data_dir).resolve()
+        self.models_dir = self.root / "models"
+
+    def ensure_layout(self) -> None:
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+
+    def model_dir(self, model_id: str) -> Path:
+        if not is_valid_id(model_id):
+            # Ids are only ever made by new_id(); anything else must never become a path.
+            raise ValueError(f"Not a model id: {model_id!r}")
+        return self.models_dir / model_id
+
+    def compiled_path(self, model_id: str) -> Path:
+        return self.model_dir(model_id) / "compiled.keras"
+
+    def remove_model(self, model_id: str) -> None:
+        shutil.rmtree(self.model_dir(model_id), ignore_errors=True)
+
+    def remove_file(self, path: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            Path(path).unlink()
+
+    def is_writable(self) -> bool:
+        try:
+            with atomic_path(self.root / ".write-probe") as probe:
+                probe.write_bytes(b"ok")
+            return True
+        except OSError:
+            return False
+
+    def sweep_temporary_files(self) -> int:
+        """Remove temporary files a crash left behind; return how many."""
+        removed = 0
+        for temp in self.root.rglob(f"{TEMP_PREFIX}*"):
+            with contextlib.suppress(OSError):
+                temp.unlink()
+                removed += 1
+        return removed
+
+    def sweep_orphans(self, known_model_ids: set[str]) -> int:
+        """Remove model folders whose registry row is gone (a crash during a delete)."""
+        removed = 0
+        if not self.models_dir.exists():
+            return 0
+        for folder in self.models_dir.iterdir():
+            if folder.is_dir() and folder.name not in known_model_ids:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed += 1
+        return removed
