@@ -57,9 +57,10 @@ class ObjectArgument(Descriptor):
     def _canonical(self, name, value) -> str:
         canonical = name if name in self.table else self.aliases.get(name)
         if canonical is None or not isinstance(name, str):
+            some = ", ".join(list(self.table)[:8])
             raise ArgumentError(
-                f"expects the name of an allow-listed {self.kind} (see GET /catalog); "
-                f"received {received(value)}" + did_you_mean(name, sorted(self.table)))
+                f"expects the name of an allow-listed {self.kind} ({some}, ...; GET /catalog "
+                f"lists all); received {received(value)}" + did_you_mean(name, sorted(self.table)))
         return canonical
 
     def check(self, value):
