@@ -43,7 +43,8 @@ def create_app(config: Config | None = None) -> Flask:
     from service.api.context import Services
     from service.builder import BuilderPool
     from service.errors import register_error_handlers
-    from service.model_service import Limits, ModelService
+    from service.limits import BuildLimits
+    from service.model_service import ModelService
     from service.openapi import DESCRIPTION, OPENAPI_SETTINGS, spec_to_yaml
     from service.registry import Database, ModelRegistry
     from service.storage import ArtifactStore
@@ -52,6 +53,8 @@ def create_app(config: Config | None = None) -> Flask:
     logging.basicConfig(level=config.log_level.upper())
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
+    # "/models/..//x" must be a 404, not a redirect to a path the client never asked for.
+    app.url_map.merge_slashes = False
     app.config.update(OPENAPI_SETTINGS, MAX_CONTENT_LENGTH=config.max_body_bytes,
                       KERAS_SERVICE=config)
 
@@ -62,7 +65,7 @@ def create_app(config: Config | None = None) -> Flask:
     builder = BuilderPool(config.builder_recycle_after, config.builder_timeout)
     builder.start()
     atexit.register(builder.close)
-    limits = Limits(max_layers=config.max_layers, max_params=config.max_params)
+    limits = BuildLimits(max_layers=config.max_layers, max_params=config.max_params)
     app.extensions["keras_service"] = Services(
         config=config, database=database, store=store, builder=builder,
         models=ModelService(ModelRegistry(database), store, builder, limits))
@@ -73,6 +76,7 @@ def create_app(config: Config | None = None) -> Flask:
     api = ServiceApi(app, spec_kwargs={"info": {"description": DESCRIPTION}})
     for module in (models, layers, catalog, health, docs):
         api.register_blueprint(module.blp)
+    app.register_blueprint(docs.assets)
     for path, operations in DOC_ONLY_PATHS.items():
         api.spec.path(path=path, operations=operations, rule=app.url_map._rules_by_endpoint[
             "api-docs.openapi_swagger_ui" if path == "/docs" else "api-docs.openapi_json"][0])

@@ -7,10 +7,9 @@ rejected request leaves the model exactly as it was.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 from service.builder import BuilderPool
 from service.errors import InvalidSpec, NotFound, PreconditionFailed, WrongState
+from service.limits import BuildLimits
 from service.registry import ModelRegistry
 from service.registry.tables import Model
 from service.storage import ArtifactStore
@@ -20,15 +19,9 @@ COMPILABLE_STATES = ("draft", "compiled")
 DESCRIBED_COLUMNS = ("spec", "layers", "inputs", "outputs", "params", "summary")
 
 
-@dataclass(frozen=True)
-class Limits:
-    max_layers: int
-    max_params: int
-
-
 class ModelService:
     def __init__(self, registry: ModelRegistry, store: ArtifactStore, builder: BuilderPool,
-                 limits: Limits):
+                 limits: BuildLimits):
         self.registry = registry
         self.store = store
         self.builder = builder
@@ -99,7 +92,7 @@ class ModelService:
                 errors=[{"path": "layers[0].input_shape", "message": "required to compile"}])
         path = self.store.compiled_path(model.id)
         saved = self.builder.call("save_compiled", model.spec, compile_spec, str(path),
-                                  self._build_limits())
+                                  self.limits)
         # The file is in place; only now does the registry say the model is compiled.
         return self.registry.update(model, state="compiled", compile=saved["compile"],
                                     artifact_sha256=saved["sha256"])
@@ -113,12 +106,9 @@ class ModelService:
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _build_limits(self) -> dict:
-        return asdict(self.limits)
-
     def _describe(self, spec: dict) -> dict:
         """Check and build `spec` in the builder; return the registry columns it fills."""
-        described = self.builder.call("describe_model", spec, self._build_limits())
+        described = self.builder.call("describe_model", spec, self.limits)
         return {key: described[key] for key in DESCRIBED_COLUMNS}
 
     def _for_change(self, tenant_id: str, model_id: str, if_match) -> Model:

@@ -49,7 +49,7 @@ def test_lesson_story_create_add_compile_summary_delete(client, config, unique_n
     path = config.data_dir / "models" / model["id"] / "compiled.keras"
     loaded = keras.saving.load_model(path)
     assert loaded.count_params() == 11110
-    assert [layer.name for layer in loaded.layers] == [l["name"] for l in model["layers"]]
+    assert [layer.name for layer in loaded.layers] == [x["name"] for x in model["layers"]]
     assert [type(layer).__name__ for layer in loaded.layers] == [
         "Dense", "Activation", "Dense", "Activation"]
 

@@ -3,12 +3,15 @@
 from pathlib import Path
 
 import swagger_ui_bundle
+from flask import Blueprint as FlaskBlueprint
 from flask import Response, current_app, send_from_directory
 from flask.views import MethodView
 
 from service.api.parsing import Blueprint
 
 blp = Blueprint("docs", __name__, description="This API's own description.")
+# Swagger UI's JavaScript and CSS: static files, not part of the API, so not in its document.
+assets = FlaskBlueprint("docs_assets", __name__)
 SWAGGER_UI_DIR = Path(swagger_ui_bundle.swagger_ui_path)
 
 
@@ -22,7 +25,6 @@ class OpenApiYaml(MethodView):
         return Response(current_app.extensions["openapi_yaml"], mimetype="application/yaml")
 
 
-@blp.get("/docs/assets/<path:filename>")
-@blp.doc(hide=True)
+@assets.get("/docs/assets/<path:filename>")
 def swagger_ui_asset(filename):
     return send_from_directory(SWAGGER_UI_DIR, filename)

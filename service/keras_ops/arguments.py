@@ -112,9 +112,11 @@ class Number(Descriptor):
 
     @property
     def expectation(self) -> str:
-        low = "above" if self.exclusive_minimum else "from"
-        high = "below" if self.exclusive_maximum else "to"
-        return f"a finite number {low} {self.minimum:g} {high} {self.maximum:g}"
+        if not (self.exclusive_minimum or self.exclusive_maximum):
+            return f"a finite number from {self.minimum:g} to {self.maximum:g}"
+        low = "greater than" if self.exclusive_minimum else "at least"
+        high = "less than" if self.exclusive_maximum else "at most"
+        return f"a finite number {low} {self.minimum:g} and {high} {self.maximum:g}"
 
     def check(self, value):
         if not _is_number(value):

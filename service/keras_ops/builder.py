@@ -21,16 +21,9 @@ from service.errors import InvalidSpec, LimitExceeded
 from service.keras_ops.catalog import LAYERS, make_layer
 from service.keras_ops.compilation import compile_arguments, normalize_compile_spec
 from service.keras_ops.specs import ModelSpec, normalize_model_spec
+from service.limits import BuildLimits
 
 MAX_KERAS_MESSAGE = 600
-
-
-@dataclasses.dataclass(frozen=True)
-class BuildLimits:
-    """Caps on one model (KERAS_SERVICE_MAX_LAYERS, KERAS_SERVICE_MAX_PARAMS)."""
-
-    max_layers: int = 200
-    max_params: int = 50_000_000
 
 
 @dataclasses.dataclass
@@ -155,13 +148,12 @@ def _check_params(built: BuiltModel, limits: BuildLimits) -> None:
                                                     "parameters"}])
 
 
-def checked_build(spec: dict, limits: BuildLimits) -> tuple[ModelSpec, BuiltModel]:
-    """Check `spec` completely and build it stateless; raise past any cap."""
-    model_spec = normalize_model_spec(spec, limits.max_layers)
+def stateless_checked(model_spec: ModelSpec, limits: BuildLimits) -> BuiltModel:
+    """Build a checked spec stateless (no weight memory); raise past the parameter cap."""
     with stateless_build():
         built = build_model(model_spec)
     _check_params(built, limits)
-    return model_spec, built
+    return built
 
 
 def _shape(tensor) -> Any:
@@ -198,7 +190,8 @@ def describe_model(spec: dict, limits: BuildLimits) -> dict:
         ...     {"type": "Dense", "units": 10, "input_dim": 100}]}, BuildLimits())["params"]
         1010
     """
-    model_spec, built = checked_build(spec, limits)
+    model_spec = normalize_model_spec(spec, limits.max_layers)
+    built = stateless_checked(model_spec, limits)
     model = built.model
     layers = []
     for index, (call, layer) in enumerate(zip(model_spec.layers, built.layers, strict=True)):
@@ -255,13 +248,17 @@ def save_compiled(spec: dict, compile_spec: dict, path: str, limits: BuildLimits
     """
     model_spec = normalize_model_spec(spec, limits.max_layers)
     normalized_compile = normalize_compile_spec(compile_spec, model_spec.outputs)
-    checked_build(spec, limits)
+    stateless_checked(model_spec, limits)
     model = build_model(model_spec).model
     try:
         model.compile(**compile_arguments(normalized_compile))
     except Exception as error:
         message = f"Keras could not compile the model: {keras_message(error)}"
         raise InvalidSpec(message, errors=[{"path": "", "message": message}]) from None
+    if model.built:
+        # An unbuilt optimizer saves 2 variables but builds more on load, and Keras warns
+        # at every load; saving its (zero) slots keeps the file loadable without noise.
+        model.optimizer.build(model.trainable_variables)
     final = Path(path)
     with storage.atomic_path(final) as temporary:
         model.save(temporary)

@@ -109,7 +109,7 @@ _OPTIMIZERS = _table(keras.optimizers, {
     "adagrad": "Adagrad", "adadelta": "Adadelta", "adamax": "Adamax", "nadam": "Nadam",
     "ftrl": "Ftrl", "lion": "Lion", "lamb": "Lamb", "adafactor": "Adafactor",
 }, _OPTIMIZER_ARGUMENTS)
-OPTIMIZER = ObjectArgument("optimizer", _OPTIMIZERS, _aliases(_OPTIMIZERS, {}))
+OPTIMIZER = ObjectArgument("optimizer", _OPTIMIZERS, _aliases(_OPTIMIZERS, {}), fixed_name=True)
 
 _METRICS = {
     # Keras picks binary, categorical or sparse accuracy from the loss and output shape.
@@ -150,7 +150,8 @@ class _CompileChecker:
         self.errors: list[dict] = []
 
     def problem(self, path: str, message: str) -> None:
-        self.errors.append({"path": path, "message": f"Compile spec: '{path}' {message}."})
+        end = "" if message.endswith("?") else "."
+        self.errors.append({"path": path, "message": f"Compile spec: '{path}' {message}{end}"})
 
     def one(self, descriptor: Descriptor, value: Any, path: str) -> Any:
         try:

@@ -49,6 +49,8 @@ class ObjectArgument(Descriptor):
     kind: str
     table: Mapping[str, ObjectEntry]
     aliases: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    # Name instances after their type: Keras' default names count per process ("adam_17").
+    fixed_name: bool = False
 
     @property
     def expectation(self) -> str:
@@ -91,7 +93,10 @@ class ObjectArgument(Descriptor):
         if entry.cls is None:
             return name
         accepted = entry.arguments
-        return entry.cls(**{k: accepted[k].to_keras(v) for k, v in arguments.items()})
+        keywords = {k: accepted[k].to_keras(v) for k, v in arguments.items()}
+        if self.fixed_name:
+            keywords["name"] = name
+        return entry.cls(**keywords)
 
     def describe(self):
         return {"type": self.kind}

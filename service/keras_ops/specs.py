@@ -130,9 +130,10 @@ def _layer_list(spec: Mapping, max_layers: int) -> list:
     return layers
 
 
-def _check_type(layer: Any, path: str, problems: _Problems) -> bool:
+def _check_type(layer: Any, index: int, problems: _Problems) -> bool:
+    path = f"layers[{index}]"
     if not isinstance(layer, dict):
-        problems.add(path, f"Layer {path} expects a layer spec {{\"type\": ...}}; received "
+        problems.add(path, f"Layer {index} expects a layer spec {{\"type\": ...}}; received "
                            f"{received(layer)}")
         return False
     kind = layer.get("type")
@@ -145,24 +146,25 @@ def _check_type(layer: Any, path: str, problems: _Problems) -> bool:
     else:
         reason = (f"'{kind}' is not an allow-listed layer type (GET /catalog lists them)"
                   + did_you_mean(kind, sorted(LAYERS)))
-    problems.add(f"{path}.type", f"Layer {path[len('layers'):].strip('[]')}: {reason}")
+    problems.add(f"{path}.type", f"Layer {index}: {reason}")
     return False
 
 
-def _collect_names(layer: dict, path: str, names: dict, problems: _Problems) -> None:
+def _collect_names(layer: dict, path: str, label: str, names: dict,
+                   problems: _Problems) -> None:
     """Record explicit names of `layer` and its nested layers in `names` (name -> path)."""
     nested = layer.get("layer")
     if isinstance(nested, dict):
-        _collect_names(nested, f"{path}.layer", names, problems)
+        _collect_names(nested, f"{path}.layer", f"{label}, nested 'layer'", names, problems)
     if "name" not in layer:
         return
     try:
         name = NAME.check(layer["name"])
     except ArgumentError as error:
-        problems.add(f"{path}.name", f"Layer {path}: 'name' {error.message}")
+        problems.add(f"{path}.name", f"{label}: 'name' {error.message}")
         return
     if name in names:
-        problems.add(f"{path}.name", f"Layer {path}: the name '{name}' is already used by "
+        problems.add(f"{path}.name", f"{label}: the name '{name}' is already used by "
                                      f"{names[name]}; names must be unique in a model")
     names[name] = path
 
@@ -232,14 +234,15 @@ def normalize_model_spec(spec: Any, max_layers: int) -> ModelSpec:
     raw_layers = _layer_list(spec, max_layers)
 
     problems = _Problems()
-    typed = [_check_type(layer, f"layers[{i}]", problems) for i, layer in enumerate(raw_layers)]
+    typed = [_check_type(layer, i, problems) for i, layer in enumerate(raw_layers)]
     problems.raise_if_any()
     names: dict[str, str] = {}
     raw_inputs = spec.get("inputs", []) if kind == "functional" else []
     inputs = _check_model_inputs(raw_inputs, names, problems) if kind == "functional" else []
     for i, layer in enumerate(raw_layers):
         if typed[i]:
-            _collect_names(layer, f"layers[{i}]", names, problems)
+            _collect_names(layer, f"layers[{i}]", f"Layer {i} ({layer['type']})", names,
+                           problems)
             if kind == "functional" and "name" not in layer:
                 problems.add(f"layers[{i}].name",
                              f"Layer {i} ({layer['type']}): a functional layer needs a 'name' "
@@ -421,7 +424,8 @@ def _check_outputs(outputs: Any, layers: list[dict], input_names: list[str]) -> 
             problems.add(f"outputs[{j}]", f"Output '{name}' names a model input; outputs "
                                           "must name layers")
         elif name not in layer_names:
-            problems.add(f"outputs[{j}]", f"Output '{name}' names no layer"
+            known = ", ".join(layer_names[:10]) + (", ..." if len(layer_names) > 10 else "")
+            problems.add(f"outputs[{j}]", f"Output '{name}' names no layer (layers: {known})"
                                           + did_you_mean(name, layer_names))
         elif name in outputs[:j]:
             problems.add(f"outputs[{j}]", f"Output '{name}' is listed twice")
