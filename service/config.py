@@ -45,6 +45,19 @@ SETTINGS = [
             "memory TensorFlow keeps for every model built in a process."),
     Setting("builder_timeout", 120, "Seconds one build or compile may take (503 beyond)."),
     Setting("page_size_max", 500, "Largest page a list route returns."),
+    Setting("max_dataset_bytes", 2 * 1024**3,
+            "Largest dataset upload (multipart `.npy`/`.npz`), in bytes (413 beyond)."),
+    Setting("max_data_dir_bytes", 50 * 1024**3,
+            "Most bytes of datasets and models the data directory may hold (413 beyond)."),
+    Setting("max_inline_elements", 1_000_000,
+            "Most numbers in a JSON array given inline (datasets, evaluate, predict)."),
+    Setting("max_epochs", 1000, "Most epochs one fit may ask for."),
+    Setting("max_batch_size", 65536, "Largest batch size one fit may ask for."),
+    Setting("max_concurrent_jobs", 1, "Fits that run at once; the rest wait `queued`."),
+    Setting("max_queued_jobs", 64, "Most jobs queued or running at once, all models."),
+    Setting("max_queued_jobs_per_model", 4, "Most jobs queued or running for one model."),
+    Setting("embedded_trainer", True,
+            "Whether `serve` starts the local trainer; false when trainers run elsewhere."),
     Setting("log_level", "info", "Log level of the service and gunicorn."),
 ]
 
@@ -76,6 +89,15 @@ class Config:
     builder_recycle_after: int
     builder_timeout: int
     page_size_max: int
+    max_dataset_bytes: int
+    max_data_dir_bytes: int
+    max_inline_elements: int
+    max_epochs: int
+    max_batch_size: int
+    max_concurrent_jobs: int
+    max_queued_jobs: int
+    max_queued_jobs_per_model: int
+    embedded_trainer: bool
     log_level: str
 
     @classmethod

@@ -95,7 +95,7 @@ class ModelService:
                                   self.limits)
         # The file is in place; only now does the registry say the model is compiled.
         return self.registry.update(model, state="compiled", compile=saved["compile"],
-                                    artifact_sha256=saved["sha256"])
+                                    artifact_sha256=saved["sha256"], artifact=path.name)
 
     def summary_text(self, tenant_id: str, model_id: str) -> str:
         model = self.get(tenant_id, model_id)
@@ -135,7 +135,7 @@ class ModelService:
         was_compiled = model.state == "compiled"
         # A new layer invalidates the compiled file: the model goes back to draft.
         updated = self.registry.update(model, state="draft", compile=None,
-                                       artifact_sha256=None, **described)
+                                       artifact_sha256=None, artifact=None, **described)
         if was_compiled:
             self.store.remove_file(self.store.compiled_path(model.id))
         return updated

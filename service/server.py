@@ -40,7 +40,7 @@ def prepare_data_dir(config: Config) -> None:
     database = Database(config.database_url)
     database.migrate(config.data_dir)
     temporary = store.sweep_temporary_files()
-    orphans = store.sweep_orphans(ModelRegistry(database).all_ids())
+    orphans = store.sweep_orphans(store.models_dir, ModelRegistry(database).all_ids())
     if temporary or orphans:
         log.warning("start-up sweep removed %d temporary file(s) and %d orphaned model "
                     "folder(s)", temporary, orphans)

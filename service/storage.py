@@ -5,6 +5,7 @@ Layout::
     DATA_DIR/registry.sqlite3          the default registry
     DATA_DIR/models/<id>/compiled.keras the compiled, untrained model
     DATA_DIR/models/<id>/v<N>.keras     one immutable file per successful fit
+    DATA_DIR/datasets/<id>/<array>.npy  one file per uploaded array
 
 Writes are atomic: a temporary file in the destination folder, fsync, rename, fsync of the
 folder. A crash leaves either the old file or the new one, plus at worst a temporary file
@@ -23,6 +24,16 @@ from pathlib import Path
 
 TEMP_PREFIX = ".tmp-"
 _ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
+
+
+_ARTIFACT_PATTERN = re.compile(r"^(compiled|v[0-9]{1,9})\.keras$")
+
+
+def _checked_id(ident: str) -> str:
+    if not is_valid_id(ident):
+        # Ids are only ever made by new_id(); anything else must never become a path.
+        raise ValueError(f"Not an id: {ident!r}")
+    return ident
 
 
 def new_id() -> str:
@@ -77,18 +88,36 @@ class ArtifactStore:
     def __init__(self, data_dir: Path):
         self.root = Path(data_dir).resolve()
         self.models_dir = self.root / "models"
+        self.datasets_dir = self.root / "datasets"
 
     def ensure_layout(self) -> None:
         self.models_dir.mkdir(parents=True, exist_ok=True)
+        self.datasets_dir.mkdir(parents=True, exist_ok=True)
 
     def model_dir(self, model_id: str) -> Path:
-        if not is_valid_id(model_id):
-            # Ids are only ever made by new_id(); anything else must never become a path.
-            raise ValueError(f"Not a model id: {model_id!r}")
-        return self.models_dir / model_id
+        return self.models_dir / _checked_id(model_id)
+
+    def dataset_dir(self, dataset_id: str) -> Path:
+        return self.datasets_dir / _checked_id(dataset_id)
 
     def compiled_path(self, model_id: str) -> Path:
         return self.model_dir(model_id) / "compiled.keras"
+
+    def version_path(self, model_id: str, number: int) -> Path:
+        return self.model_dir(model_id) / f"v{int(number)}.keras"
+
+    def artifact_path(self, model_id: str, artifact: str) -> Path:
+        """The model's current file, by the name the registry recorded."""
+        if not _ARTIFACT_PATTERN.fullmatch(artifact or ""):
+            raise ValueError(f"Not an artifact name: {artifact!r}")
+        return self.model_dir(model_id) / artifact
+
+    def remove_dataset(self, dataset_id: str) -> None:
+        shutil.rmtree(self.dataset_dir(dataset_id), ignore_errors=True)
+
+    def used_bytes(self) -> int:
+        """Bytes of every file under the data directory (the total-size cap counts these)."""
+        return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
 
     def remove_model(self, model_id: str) -> None:
         shutil.rmtree(self.model_dir(model_id), ignore_errors=True)
@@ -114,13 +143,13 @@ class ArtifactStore:
                 removed += 1
         return removed
 
-    def sweep_orphans(self, known_model_ids: set[str]) -> int:
-        """Remove model folders whose registry row is gone (a crash during a delete)."""
+    def sweep_orphans(self, parent: Path, known_ids: set[str]) -> int:
+        """Remove folders under `parent` whose registry row is gone (a crash mid-delete)."""
         removed = 0
-        if not self.models_dir.exists():
+        if not parent.exists():
             return 0
-        for folder in self.models_dir.iterdir():
-            if folder.is_dir() and folder.name not in known_model_ids:
+        for folder in parent.iterdir():
+            if folder.is_dir() and folder.name not in known_ids:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed += 1
         return removed

@@ -28,7 +28,7 @@ def test_sweep_removes_temporary_files_and_orphans(tmp_path):
     (store.model_dir(kept) / f"{TEMP_PREFIX}abc.keras").write_bytes(b"partial")
 
     assert store.sweep_temporary_files() == 1
-    assert store.sweep_orphans({kept}) == 1
+    assert store.sweep_orphans(store.models_dir, {kept}) == 1
     assert store.compiled_path(kept).exists()
     assert not store.model_dir(orphan).exists()
 
