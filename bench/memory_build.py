@@ -54,10 +54,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cycles", type=int, default=500)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--recycle-after", type=int, default=None,
+                        help="KERAS_SERVICE_BUILDER_RECYCLE_AFTER for this run (default: the "
+                             "service's default); a huge value shows growth without recycling")
     args = parser.parse_args()
+    env = ({"KERAS_SERVICE_BUILDER_RECYCLE_AFTER": str(args.recycle_after)}
+           if args.recycle_after else {})
 
     with tempfile.TemporaryDirectory() as folder:
-        service = ServiceProcess(Path(folder) / "data", workers=args.workers).start()
+        service = ServiceProcess(Path(folder) / "data", workers=args.workers, env=env).start()
         try:
             for index in range(WARM_UP):
                 one_cycle(service, -1 - index)
@@ -76,6 +81,7 @@ def main() -> None:
 
     result = {
         "cycles": args.cycles, "workers": args.workers,
+        "builder_recycle_after": args.recycle_after or "default (200)",
         "baseline_mb": round(baseline, 1), "final_mb": round(final, 1),
         "growth_mb": round(final - baseline, 1), "peak_mb": round(max(peak, final), 1),
         "ms_per_cycle": round(1000 * elapsed / args.cycles, 1),

@@ -7,7 +7,6 @@ imported here: Keras work runs in the builder process (see service/builder.py).
 from __future__ import annotations
 
 import atexit
-import logging
 
 import orjson
 from flask import Flask
@@ -39,18 +38,34 @@ class OrjsonProvider(JSONProvider):
 def create_app(config: Config | None = None) -> Flask:
     """Build the WSGI app: registry (migrated), artifact store, builder, routes."""
     from schemas.common import ProblemSchema
-    from service.api import catalog, docs, health, layers, models
+    from service.api import (
+        catalog,
+        datasets,
+        docs,
+        health,
+        inference,
+        jobs,
+        layers,
+        models,
+        versions,
+    )
     from service.api.context import Services
     from service.builder import BuilderPool
+    from service.datasets import DatasetLimits, DatasetService
     from service.errors import register_error_handlers
+    from service.inference import InferenceService
+    from service.jobs.queue import LocalJobQueue
     from service.limits import BuildLimits
     from service.model_service import ModelService
     from service.openapi import DESCRIPTION, OPENAPI_SETTINGS, spec_to_yaml
-    from service.registry import Database, ModelRegistry
+    from service.registry import Database, JobRegistry, ModelRegistry, VersionRegistry
+    from service.registry.datasets import DatasetRegistry
+    from service.server import configure_logging
     from service.storage import ArtifactStore
+    from service.training_service import TrainingService
 
     config = config or Config.from_env()
-    logging.basicConfig(level=config.log_level.upper())
+    configure_logging(config)
     app = Flask(__name__)
     app.json = OrjsonProvider(app)
     # "/models/..//x" must be a 404, not a redirect to a path the client never asked for.
@@ -68,13 +83,19 @@ def create_app(config: Config | None = None) -> Flask:
     limits = BuildLimits(max_layers=config.max_layers, max_params=config.max_params)
     app.extensions["keras_service"] = Services(
         config=config, database=database, store=store, builder=builder,
-        models=ModelService(ModelRegistry(database), store, builder, limits))
+        models=ModelService(ModelRegistry(database), store, builder, limits),
+        datasets=DatasetService(DatasetRegistry(database), store,
+                                DatasetLimits.from_config(config)),
+        training=TrainingService(ModelRegistry(database), JobRegistry(database),
+                                 DatasetRegistry(database), LocalJobQueue(), config),
+        inference=InferenceService(ModelRegistry(database), VersionRegistry(database),
+                                   DatasetRegistry(database), store, config))
 
     class ServiceApi(Api):
         ERROR_SCHEMA = ProblemSchema
 
     api = ServiceApi(app, spec_kwargs={"info": {"description": DESCRIPTION}})
-    for module in (models, layers, catalog, health, docs):
+    for module in (models, layers, datasets, jobs, versions, inference, catalog, health, docs):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.assets)
     for path, operations in DOC_ONLY_PATHS.items():

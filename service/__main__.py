@@ -33,13 +33,41 @@ def cli() -> None:
 @_option("threads")
 @_option("database_url", str)
 def serve(**options) -> None:
-    """Run the service under gunicorn."""
-    from service.server import run_gunicorn
+    """Run the service: the web server (gunicorn) and the local trainer."""
+    from service.server import run_service
 
+    sys.exit(run_service(_config(options)))
+
+
+@cli.command()
+@_option("host")
+@_option("port")
+@_option("data_dir", str)
+@_option("workers")
+@_option("threads")
+@_option("database_url", str)
+def web(**options) -> None:
+    """Run only the web server (gunicorn); trainers run elsewhere."""
+    from service.server import run_web
+
+    run_web(_config(options))
+
+
+@cli.command()
+@_option("data_dir", str)
+@_option("database_url", str)
+def trainer(**options) -> None:
+    """Run only a trainer: take queued fits from the registry and run them."""
+    from service.jobs.trainer import run_trainer
+
+    run_trainer(_config(options))
+
+
+def _config(options: dict) -> Config:
     config = Config.from_env(**{k: v for k, v in options.items() if v is not None})
-    # Workers build their app with create_app(), which reads the environment.
+    # Processes started from here (gunicorn's workers, trainers) read the same environment.
     os.environ.update(config.to_env())
-    run_gunicorn(config)
+    return config
 
 
 @cli.command()
@@ -49,7 +77,7 @@ def migrate(**options) -> None:
     """Bring the registry's schema up to date (serve does this too)."""
     from service.registry import Database
 
-    config = Config.from_env(**{k: v for k, v in options.items() if v is not None})
+    config = _config(options)
     database = Database(config.database_url)
     database.migrate(config.data_dir)
     click.echo(f"registry at revision {database.current_revision()}")

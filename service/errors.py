@@ -83,10 +83,23 @@ class InvalidSpec(ServiceError):
     status, title, slug = 422, "Invalid specification", "invalid-spec"
 
 
+class InvalidArray(ServiceError):
+    """Array data the service will not store or compute on: ragged, non-numeric, non-finite,
+    out of its dtype's range, or a file that is not a plain numeric .npy."""
+
+    status, title, slug = 422, "Invalid array", "invalid-array"
+
+
 class LimitExceeded(ServiceError):
     """A request within the syntax but past one of the configured caps (named in detail)."""
 
     status, title, slug = 422, "Limit exceeded", "limit-exceeded"
+
+
+class QueueFull(ServiceError):
+    """Too many jobs queued: retry later (Retry-After says when)."""
+
+    status, title, slug = 429, "Too many queued jobs", "queue-full"
 
 
 class Busy(ServiceError):

@@ -15,7 +15,7 @@ from service.registry.tables import Model
 from service.storage import ArtifactStore
 
 EDITABLE_STATES = ("draft", "compiled")
-COMPILABLE_STATES = ("draft", "compiled")
+COMPILABLE_STATES = ("draft", "compiled", "trained")
 DESCRIBED_COLUMNS = ("spec", "layers", "inputs", "outputs", "params", "summary")
 
 
@@ -91,11 +91,15 @@ class ModelService:
                 '{"type": "Dense", "units": 10, "input_dim": 100}.',
                 errors=[{"path": "layers[0].input_shape", "message": "required to compile"}])
         path = self.store.compiled_path(model.id)
+        # A trained model keeps its latest weights; only the training settings change.
+        weights_from = (str(self.store.artifact_path(model.id, model.artifact))
+                        if model.state == "trained" else None)
         saved = self.builder.call("save_compiled", model.spec, compile_spec, str(path),
-                                  self.limits)
-        # The file is in place; only now does the registry say the model is compiled.
-        return self.registry.update(model, state="compiled", compile=saved["compile"],
-                                    artifact_sha256=saved["sha256"], artifact=path.name)
+                                  self.limits, weights_from=weights_from)
+        # The file is in place; only now does the registry record it.
+        return self.registry.update(model, state="trained" if weights_from else "compiled",
+                                    compile=saved["compile"], artifact_sha256=saved["sha256"],
+                                    artifact=path.name)
 
     def summary_text(self, tenant_id: str, model_id: str) -> str:
         model = self.get(tenant_id, model_id)
@@ -113,10 +117,7 @@ class ModelService:
 
     def _for_change(self, tenant_id: str, model_id: str, if_match) -> Model:
         model = self.registry.get(tenant_id, model_id)
-        if if_match is not None and if_match not in ("*", etag_of(model)):
-            raise PreconditionFailed(
-                f"If-Match {if_match} does not match the model's current ETag "
-                f"{etag_of(model)}; read the model again and retry.")
+        check_if_match(model, if_match)
         return model
 
     def _for_layer_change(self, tenant_id: str, model_id: str, if_match) -> Model:
@@ -143,3 +144,11 @@ class ModelService:
 
 def etag_of(model: Model) -> str:
     return f'"{model.id[:8]}-{model.revision}"'
+
+
+def check_if_match(model: Model, if_match: str | None) -> None:
+    """Refuse a change made against a version of the model the client has not seen."""
+    if if_match is not None and if_match not in ("*", etag_of(model)):
+        raise PreconditionFailed(
+            f"If-Match {if_match} does not match the model's current ETag "
+            f"{etag_of(model)}; read the model again and retry.")

@@ -1,18 +1,31 @@
-"""gunicorn over create_app(), with the start-up housekeeping done once in the master.
+"""`keras-service serve`: a small supervisor over the web server and the local trainer.
 
-The master process never imports TensorFlow (it forks the workers, and TensorFlow is not
-fork-safe); `load()` runs in each worker because preload is off.
+    serve (this process: no TensorFlow, no Flask app)
+      ├─ web: gunicorn master (no TensorFlow) ─ N web workers ─ a builder process each
+      └─ trainer: the local trainer loop ─ one process per running fit (+ one warm spare)
+
+The supervisor prepares the data dir once (migrations, crash sweeps), restarts the trainer if
+it dies, and stops everything when the web server stops or on SIGTERM/SIGINT. Running the
+two as separate commands (`keras-service web`, `keras-service trainer`) gives the same
+service spread over machines.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import subprocess
+import sys
+import time
 
 from gunicorn.app.base import BaseApplication
 
 from service.config import Config
 
 log = logging.getLogger("keras_service")
+TRAINER_RESTART_DELAY_S = 1.0
+STOP_TIMEOUT_S = 30
 
 
 class ServiceApplication(BaseApplication):
@@ -30,9 +43,17 @@ class ServiceApplication(BaseApplication):
         return create_app()
 
 
+def configure_logging(config: Config) -> None:
+    logging.basicConfig(level=config.log_level.upper(),
+                        format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+    # Alembic narrates every plugin and migration step at INFO; its warnings still show.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
 def prepare_data_dir(config: Config) -> None:
-    """Migrate the registry and clear what a crash left behind, before any worker starts."""
+    """Migrate the registry and clear what a crash left behind, before anything starts."""
     from service.registry import Database, ModelRegistry
+    from service.registry.datasets import DatasetRegistry
     from service.storage import ArtifactStore
 
     store = ArtifactStore(config.data_dir)
@@ -40,16 +61,17 @@ def prepare_data_dir(config: Config) -> None:
     database = Database(config.database_url)
     database.migrate(config.data_dir)
     temporary = store.sweep_temporary_files()
-    orphans = store.sweep_orphans(store.models_dir, ModelRegistry(database).all_ids())
+    orphans = (store.sweep_orphans(store.models_dir, ModelRegistry(database).all_ids())
+               + store.sweep_orphans(store.datasets_dir, DatasetRegistry(database).all_ids()))
     if temporary or orphans:
-        log.warning("start-up sweep removed %d temporary file(s) and %d orphaned model "
-                    "folder(s)", temporary, orphans)
+        log.warning("start-up sweep removed %d temporary file(s) and %d orphaned model or "
+                    "dataset folder(s)", temporary, orphans)
     database.engine.dispose()
 
 
-def run_gunicorn(config: Config) -> None:
-    logging.basicConfig(level=config.log_level.upper())
-    prepare_data_dir(config)
+def run_web(config: Config) -> None:
+    """gunicorn over create_app(): preload off, so the master never imports the app."""
+    configure_logging(config)
     ServiceApplication({
         "bind": f"{config.host}:{config.port}",
         "workers": config.workers,
@@ -59,5 +81,60 @@ def run_gunicorn(config: Config) -> None:
         "graceful_timeout": 30,
         "preload_app": False,
         "loglevel": config.log_level,
-        "proc_name": "keras-service",
+        "proc_name": "keras-service-web",
+        # gunicorn's control socket lives in $HOME, shared by every instance on the machine.
+        "control_socket_disable": True,
     }).run()
+
+
+class Supervisor:
+    def __init__(self, config: Config):
+        self.config = config
+        self.stopping = False
+        self.children: dict[str, subprocess.Popen] = {}
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        self._start("web")
+        if self.config.embedded_trainer:
+            self._start("trainer")
+        code = 0
+        while not self.stopping:
+            time.sleep(0.5)
+            if self.children["web"].poll() is not None:
+                code = self.children["web"].returncode
+                log.error("the web server exited with code %s; stopping", code)
+                break
+            trainer = self.children.get("trainer")
+            if trainer is not None and trainer.poll() is not None and not self.stopping:
+                log.error("the trainer exited with code %s; restarting it", trainer.returncode)
+                time.sleep(TRAINER_RESTART_DELAY_S)
+                self._start("trainer")
+        self._stop_children()
+        return code
+
+    def _start(self, command: str) -> None:
+        self.children[command] = subprocess.Popen(
+            [sys.executable, "-m", "service", command],
+            env={**os.environ, **self.config.to_env()})
+
+    def _stop(self, *_) -> None:
+        self.stopping = True
+
+    def _stop_children(self) -> None:
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        for child in self.children.values():
+            try:
+                child.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+
+def run_service(config: Config) -> int:
+    configure_logging(config)
+    prepare_data_dir(config)
+    return Supervisor(config).run()

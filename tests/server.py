@@ -47,8 +47,8 @@ class ServiceProcess:
             try:
                 if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
-                pass
+            except requests.RequestException:
+                pass  # not listening yet, or a worker still booting
             time.sleep(0.2)
         raise RuntimeError(f"service not ready in {timeout} s: "
                            f"{self.log_path.read_text()[-3000:]}")

@@ -57,14 +57,17 @@ def test_lesson_story_through_gunicorn(service):
 
 
 def test_tensorflow_is_never_imported_by_gunicorn_or_its_web_workers(service):
-    master = psutil.Process(service.process.pid)
-    workers = [c for c in master.children() if "spawn_main" not in " ".join(c.cmdline())]
+    supervisor = psutil.Process(service.process.pid)
+    roles = {child.cmdline()[-1]: child for child in supervisor.children()}
+    assert set(roles) == {"web", "trainer"}
+    web_master, trainer = roles["web"], roles["trainer"]
+    workers = web_master.children()
     assert len(workers) == 2
-    for process in [master, *workers]:
+    for process in [supervisor, web_master, *workers, trainer]:
         assert "tensorflow" not in _loaded_libraries(process.pid), process.cmdline()
-    builders = [c for c in master.children(recursive=True)
-                if "multiprocessing" in " ".join(c.cmdline())]
+    builders = [c for worker in workers for c in worker.children()]
     assert builders, "each worker runs its Keras work in a builder process"
+    assert all("tensorflow" in _loaded_libraries(b.pid) for b in builders)
 
 
 def test_bad_input_never_takes_the_service_down(service):

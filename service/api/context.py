@@ -8,10 +8,13 @@ from flask import current_app, request
 
 from service.builder import BuilderPool
 from service.config import Config
+from service.datasets import DatasetService
+from service.inference import InferenceService
 from service.model_service import ModelService, etag_of
 from service.registry import Database
 from service.registry.tables import DEFAULT_TENANT
 from service.storage import ArtifactStore
+from service.training_service import TrainingService
 
 
 @dataclass
@@ -21,6 +24,9 @@ class Services:
     store: ArtifactStore
     builder: BuilderPool
     models: ModelService
+    datasets: DatasetService
+    training: TrainingService
+    inference: InferenceService
 
 
 def services() -> Services:

@@ -227,7 +227,8 @@ def _output_indices(spec: ModelSpec) -> list[tuple[str, int]]:
     return [(name, index_of[name]) for name in spec.outputs]
 
 
-def save_compiled(spec: dict, compile_spec: dict, path: str, limits: BuildLimits) -> dict:
+def save_compiled(spec: dict, compile_spec: dict, path: str, limits: BuildLimits,
+                  weights_from: str | None = None) -> dict:
     """Check, build for real, compile and save a model as a `.keras` file, atomically.
 
     Weights are allocated only after a stateless build has passed the parameter cap; on
@@ -238,6 +239,8 @@ def save_compiled(spec: dict, compile_spec: dict, path: str, limits: BuildLimits
         compile_spec: `{"loss", "optimizer"?, "metrics"?, "loss_weights"?}`.
         path: where the `.keras` file goes.
         limits: the caps on layers and parameters.
+        weights_from: a `.keras` file of the same architecture (a trained version) whose
+            weights the compiled model keeps; recompiling never loses training.
 
     Returns:
         `{"compile": normalized compile spec, "sha256": hex digest, "bytes": file size}`.
@@ -250,6 +253,9 @@ def save_compiled(spec: dict, compile_spec: dict, path: str, limits: BuildLimits
     normalized_compile = normalize_compile_spec(compile_spec, model_spec.outputs)
     stateless_checked(model_spec, limits)
     model = build_model(model_spec).model
+    if weights_from is not None:
+        trained = keras.saving.load_model(weights_from, compile=False, safe_mode=True)
+        model.set_weights(trained.get_weights())
     try:
         model.compile(**compile_arguments(normalized_compile))
     except Exception as error:

@@ -1,0 +1,178 @@
+"""The local trainer: takes queued jobs from the registry and runs each in its own process.
+
+`keras-service trainer` runs this loop; `keras-service serve` starts one (the embedded
+default). The loop itself never imports TensorFlow. Each job runs in a child process, so a
+crash or an out-of-memory kill ends that job only. One child is always started ahead and
+waits with TensorFlow imported, so a fit does not pay the import (~6 s) when it starts.
+
+Jobs whose runner died (this trainer was killed, or the machine) are found at start-up and
+every few seconds after, and end `failed` with the reason "interrupted"; their model goes
+back to the state it had before the fit. They are not re-queued: a fit that crashed once
+may crash again, so the client decides.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import socket
+import time
+from dataclasses import dataclass
+
+from service.config import Config
+from service.registry import Database, JobRegistry
+
+log = logging.getLogger("keras_service.trainer")
+POLL_S = 0.2
+ORPHAN_CHECK_S = 5.0
+INTERRUPTED = ("interrupted: the trainer running this fit stopped before it ended (killed, "
+               "crashed or shut down); the model is as it was before the fit. Fit again to retry.")
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to kill this process when its parent (the trainer) dies."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
+
+
+def child_main(connection, environment: dict) -> None:
+    """A job process: import Keras now, then wait for one job id and run it."""
+    os.environ.update(environment)
+    _die_with_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import keras  # noqa: F401 - the import is the warm-up
+
+    from service.jobs.execution import run_job
+
+    job_id = connection.recv()
+    if job_id is not None:
+        run_job(job_id, Config.from_env())
+
+
+@dataclass
+class _Child:
+    process: multiprocessing.Process
+    connection: object
+    job_id: str | None = None
+
+
+class LocalTrainer:
+    def __init__(self, config: Config):
+        self.config = config
+        self.database = Database(config.database_url)
+        self.jobs = JobRegistry(self.database)
+        self.host = socket.gethostname()
+        self.runner = f"{self.host}:{os.getpid()}"
+        self.context = multiprocessing.get_context("spawn")
+        self.running: dict[str, _Child] = {}
+        self.spare: _Child | None = None
+        self.stopping = False
+        self._last_orphan_check = 0.0
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        log.info("trainer %s started; %d job(s) at once", self.runner,
+                 self.config.max_concurrent_jobs)
+        self.fail_orphaned_jobs()
+        while not self.stopping:
+            self._reap()
+            if time.monotonic() - self._last_orphan_check > ORPHAN_CHECK_S:
+                self.fail_orphaned_jobs()
+            self._start_queued_jobs()
+            self._keep_a_spare()
+            time.sleep(POLL_S)
+        self._shut_down()
+
+    def fail_orphaned_jobs(self) -> None:
+        """End jobs of this host whose runner process is gone, and restore their models."""
+        self._last_orphan_check = time.monotonic()
+        for job in self.jobs.running_on(self.host + ":"):
+            pid = int(job.runner.rsplit(":", 1)[1])
+            mine = job.runner == self.runner
+            if (mine and job.id in self.running) or (not mine and _alive(pid)):
+                continue
+            log.warning("job %s was interrupted (runner %s is gone)", job.id, job.runner)
+            self.jobs.end(job.id, "failed", error=INTERRUPTED)
+
+    def _start_queued_jobs(self) -> None:
+        while len(self.running) < self.config.max_concurrent_jobs:
+            job = self.jobs.claim_next(self.runner)
+            if job is None:
+                return
+            child = self.spare or self._spawn()
+            self.spare = None
+            child.job_id = job.id
+            child.connection.send(job.id)
+            self.running[job.id] = child
+            log.info("job %s started in process %s", job.id, child.process.pid)
+
+    def _keep_a_spare(self) -> None:
+        if self.spare is not None and not self.spare.process.is_alive():
+            self.spare = None
+        if self.spare is None:
+            self.spare = self._spawn()
+
+    def _spawn(self) -> _Child:
+        parent_end, child_end = self.context.Pipe()
+        process = self.context.Process(target=child_main, args=(child_end, self.config.to_env()),
+                                       name="keras-service-job", daemon=True)
+        process.start()
+        child_end.close()
+        return _Child(process, parent_end)
+
+    def _reap(self) -> None:
+        for job_id, child in list(self.running.items()):
+            if child.process.is_alive():
+                continue
+            child.process.join()
+            del self.running[job_id]
+            code = child.process.exitcode
+            # A child that ended normally has recorded its job; otherwise do it for it.
+            self.jobs.end(job_id, "failed", error=_exit_reason(code))
+            log.info("job %s process ended with code %s", job_id, code)
+
+    def _stop(self, *_) -> None:
+        self.stopping = True
+
+    def _shut_down(self) -> None:
+        for child in [*self.running.values(), *([self.spare] if self.spare else [])]:
+            child.process.kill()
+            child.process.join(timeout=10)
+        for job_id in self.running:
+            self.jobs.end(job_id, "failed", error=INTERRUPTED)
+        self.database.engine.dispose()
+        log.info("trainer %s stopped", self.runner)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _exit_reason(code: int | None) -> str:
+    if code == 0:
+        return "the training process ended without recording the job's outcome"
+    if code is not None and code < 0:
+        name = signal.Signals(-code).name
+        hint = " (the system may have run out of memory)" if name == "SIGKILL" else ""
+        return f"the training process was killed by {name}{hint}"
+    return f"the training process exited with code {code}"
+
+
+def run_trainer(config: Config) -> None:
+    from service.server import configure_logging
+
+    configure_logging(config)
+    LocalTrainer(config).run()
