@@ -69,7 +69,7 @@ def service_fit_seconds(service: ServiceProcess, model_id: str, dataset_id: str,
         state = service.get(f"/jobs/{job['id']}").json()
         if state["state"] in ("succeeded", "failed", "cancelled"):
             break
-        time.sleep(0.02)
+        time.sleep(0.1)
     elapsed = time.perf_counter() - started
     assert state["state"] == "succeeded", state
     return elapsed
@@ -101,7 +101,7 @@ def main() -> None:
                 plain.append(plain_fit_seconds(x_path, y_path, args.epochs, args.batch_size))
                 served.append(service_fit_seconds(service, model["id"], dataset["id"],
                                                   args.epochs, args.batch_size))
-                time.sleep(3)  # the trainer warms its next job process meanwhile
+                time.sleep(8)  # the trainer warms its next job process meanwhile
         finally:
             service.stop()
 

@@ -14,6 +14,11 @@ def name_field(**kwargs) -> fields.String:
                   "example": "mnist-mlp"}, **kwargs)
 
 
+def strict_boolean(**kwargs) -> fields.Boolean:
+    """A JSON true or false, not "yes", 1 or "on" (marshmallow's lenient default)."""
+    return fields.Boolean(truthy={True}, falsy={False}, **kwargs)
+
+
 class ProblemSchema(Schema):
     """An RFC 9457 problem document: every error of the native API has this shape."""
 

@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from schemas.common import PageQuerySchema, PageSchema
+from schemas.common import PageQuerySchema, PageSchema, strict_boolean
 
 JOB_STATES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
 ARRAY_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -18,7 +18,7 @@ class EarlyStoppingSchema(Schema):
     patience = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10_000))
     min_delta = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=1e6))
     mode = fields.String(load_default="auto", validate=validate.OneOf(("auto", "min", "max")))
-    restore_best_weights = fields.Boolean(load_default=False)
+    restore_best_weights = strict_boolean(load_default=False)
 
 
 class FitSchema(Schema):
@@ -33,7 +33,7 @@ class FitSchema(Schema):
                                                             max_inclusive=False))
     validation_dataset = fields.String(metadata={
         "description": "Id of a dataset with the same array names, for validation."})
-    shuffle = fields.Boolean(load_default=True)
+    shuffle = strict_boolean(load_default=True)
     class_weight = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[0-9]{1,6}$")),
                                values=fields.Float(validate=validate.Range(min=0, max=1e6)),
                                metadata={"description": '{"0": 1.0, "1": 5.0}'})

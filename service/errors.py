@@ -102,6 +102,12 @@ class QueueFull(ServiceError):
     status, title, slug = 429, "Too many queued jobs", "queue-full"
 
 
+class ArtifactCorrupt(ServiceError):
+    """A version's file is missing, altered or unreadable: the server's fault, not the client's."""
+
+    status, title, slug = 500, "Artifact corrupt", "artifact-corrupt"
+
+
 class Busy(ServiceError):
     status, title, slug = 503, "Service busy", "busy"
 

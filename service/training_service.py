@@ -7,11 +7,13 @@ shapes) is checked here, so that a bad request is a 4xx now, not a failed job la
 from __future__ import annotations
 
 from service.config import Config
-from service.errors import InvalidSpec, LimitExceeded, WrongState
+from service.errors import InvalidSpec, WrongState
 from service.jobs.queue import JobQueue
+from service.limits import check_cap
 from service.model_service import check_if_match
 from service.registry import JobRegistry, ModelRegistry
-from service.registry.tables import Job, Model
+from service.registry.tables import Job
+from service.tensors import array_names, check_dataset_arrays
 
 FITTABLE_STATES = ("compiled", "trained", "training")
 
@@ -31,22 +33,23 @@ class TrainingService:
         if model.state not in FITTABLE_STATES:
             raise WrongState(f"Model '{model.id}' is {model.state}; compile it before fitting "
                              "(POST /models/{id}/compile).")
-        self._check_caps(request)
+        check_cap("epochs", request["epochs"], self.config.max_epochs, "MAX_EPOCHS")
+        check_cap("batch_size", request["batch_size"], self.config.max_batch_size,
+                  "MAX_BATCH_SIZE")
         dataset = self.datasets.get(tenant_id, request["dataset"])
-        accepted = {**request,
-                    "x": _array_names(request.get("x"), model.inputs, "x", "inputs"),
-                    "y": _array_names(request.get("y"), model.outputs, "y", "outputs")}
-        _check_arrays(dataset, accepted, model)
+        names = {"x": array_names(request.get("x"), model.inputs, "x", "input", InvalidSpec),
+                 "y": array_names(request.get("y"), model.outputs, "y", "output", InvalidSpec)}
+        check_dataset_arrays(dataset, names, model.inputs, InvalidSpec)
         if "validation_dataset" in request:
             validation = self.datasets.get(tenant_id, request["validation_dataset"])
-            _check_arrays(validation, accepted, model)
+            check_dataset_arrays(validation, names, model.inputs, InvalidSpec)
         if "validation_split" in request:
             _check_split(dataset.rows, request["validation_split"])
         if request.get("class_weight") and len(model.outputs) != 1:
             raise InvalidSpec("class_weight is for single-output models; this model has "
                               f"{len(model.outputs)} outputs.",
                               errors=[{"path": "class_weight", "message": "single output only"}])
-        job = self.jobs.enqueue(model, dataset_id=dataset.id, request=accepted,
+        job = self.jobs.enqueue(model, dataset_id=dataset.id, request={**request, **names},
                                 max_queued=self.config.max_queued_jobs,
                                 max_queued_per_model=self.config.max_queued_jobs_per_model)
         self.queue.submit(job.id)
@@ -62,70 +65,6 @@ class TrainingService:
         job = self.jobs.request_cancel(tenant_id, job_id)
         self.queue.cancel(job.id)
         return job
-
-    def _check_caps(self, request: dict) -> None:
-        for field, cap, setting in (("epochs", self.config.max_epochs, "MAX_EPOCHS"),
-                                    ("batch_size", self.config.max_batch_size, "MAX_BATCH_SIZE")):
-            if request[field] > cap:
-                raise LimitExceeded(
-                    f"{field} is {request[field]}, over the cap of {cap} "
-                    f"(KERAS_SERVICE_{setting}).",
-                    errors=[{"path": field, "message": f"at most {cap}"}])
-
-
-def format_shape(shape) -> str:
-    """(None, 100), the way Keras prints shapes."""
-    items = ["None" if dim is None else str(dim) for dim in shape]
-    return "(" + ", ".join(items) + ("," if len(items) == 1 else "") + ")"
-
-
-def _array_names(given, tensors: list[dict], default: str, kind: str) -> list[str]:
-    """The dataset arrays feeding each model input (or output), in the model's order."""
-    names = [tensor["name"] for tensor in tensors]
-    field = default
-    if given is None:
-        return [default] if len(names) == 1 else names
-    if isinstance(given, str):
-        if len(names) != 1:
-            raise InvalidSpec(
-                f"The model has {len(names)} {kind} ({', '.join(names)}); give {field} as a "
-                f"list in that order or as {{{kind[:-1]}_name: array_name}}.",
-                errors=[{"path": field, "message": f"one array per {kind[:-1]}"}])
-        given = [given]
-    if isinstance(given, dict):
-        if set(given) != set(names):
-            raise InvalidSpec(f"{field} names {sorted(given)}; the model's {kind} are {names}.",
-                              errors=[{"path": field, "message": f"keys must be {names}"}])
-        given = [given[name] for name in names]
-    if not isinstance(given, list) or len(given) != len(names) or not all(
-            isinstance(item, str) for item in given):
-        raise InvalidSpec(f"{field} must name {len(names)} array(s), one per model "
-                          f"{kind[:-1]} ({', '.join(names)}); received {given!r}.",
-                          errors=[{"path": field, "message": "array names"}])
-    return given
-
-
-def _check_arrays(dataset, accepted: dict, model: Model) -> None:
-    for field, tensors in (("x", model.inputs), ("y", model.outputs)):
-        for array_name, tensor in zip(accepted[field], tensors, strict=True):
-            array = dataset.arrays.get(array_name)
-            if array is None:
-                raise InvalidSpec(
-                    f"Dataset '{dataset.id}' has no array '{array_name}'; it has "
-                    f"{', '.join(sorted(dataset.arrays))}.",
-                    errors=[{"path": field, "message": f"no array '{array_name}'"}])
-            if field == "x" and not _fits(array["shape"], tensor["shape"]):
-                raise InvalidSpec(
-                    f"input '{tensor['name']}' expects {format_shape(tensor['shape'])} "
-                    f"{tensor['dtype']}, dataset {array_name} is {format_shape(array['shape'])} "
-                    f"{array['dtype']}.",
-                    errors=[{"path": field, "message": "shape does not fit the model input"}])
-
-
-def _fits(array_shape: list, tensor_shape: list) -> bool:
-    return len(array_shape) == len(tensor_shape) and all(
-        expected is None or expected == actual
-        for expected, actual in zip(tensor_shape[1:], array_shape[1:], strict=True))
 
 
 def _check_split(rows: int, split: float) -> None:

@@ -10,8 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from service import inference
-from service.inference import ModelCache
+from service.inference import ModelCache, runtime
 from tests.conftest import LESSON_LAYERS
 from tests.trained import (
     LESSON_COMPILE,
@@ -86,7 +85,7 @@ def test_rows_columns_and_named_columns_agree(client, lesson):
 def test_a_large_batch_is_answered_in_slices(client, lesson, monkeypatch):
     x, _ = lesson_data(rows=20, seed=3)
     whole = predict(client, lesson, {"inputs": x.tolist()}).get_json()["predictions"]
-    monkeypatch.setattr(inference, "PREDICT_CHUNK_ROWS", 7)
+    monkeypatch.setattr(runtime, "PREDICT_CHUNK_ROWS", 7)
     sliced = predict(client, lesson, {"inputs": x.tolist()}).get_json()["predictions"]
     assert len(sliced) == 20
     assert np.allclose(sliced, whole, atol=1e-6)

@@ -45,3 +45,8 @@ def if_match() -> str | None:
 def with_etag(model, status: int = 200):
     """A model answer with its ETag, for If-Match on the next change."""
     return model, status, {"ETag": etag_of(model)}
+
+
+def page(items: list, total: int, query: dict) -> dict:
+    """A list answer: one page of `items`, how many there are in all, and the page asked for."""
+    return {"items": items, "total": total, "limit": query["limit"], "offset": query["offset"]}

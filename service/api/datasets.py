@@ -16,7 +16,7 @@ from schemas.datasets import (
     DatasetPageSchema,
     DatasetSchema,
 )
-from service.api.context import services, tenant_id
+from service.api.context import page, services, tenant_id
 from service.api.parsing import JSON_TYPES, Blueprint, load_json_object
 from service.datasets import ReceivedUpload
 from service.datasets.npy import DATASET_CAP
@@ -56,8 +56,7 @@ class Datasets(MethodView):
     def get(self, query):
         """List datasets, oldest first"""
         items, total = services().datasets.list(tenant_id(), **query)
-        return {"items": items, "total": total, "limit": query["limit"],
-                "offset": query["offset"]}
+        return page(items, total, query)
 
 
 @blp.route("/<dataset_id>")

@@ -5,7 +5,7 @@ from flask.views import MethodView
 
 from schemas.common import ProblemSchema
 from schemas.jobs import FitSchema, JobListQuerySchema, JobPageSchema, JobSchema
-from service.api.context import if_match, services, tenant_id
+from service.api.context import if_match, page, services, tenant_id
 from service.api.parsing import Blueprint
 from service.job_events import job_events
 
@@ -34,8 +34,7 @@ class Jobs(MethodView):
     def get(self, query):
         """List jobs, newest first, by model and state"""
         items, total = services().training.list(tenant_id(), **query)
-        return {"items": items, "total": total, "limit": query["limit"],
-                "offset": query["offset"]}
+        return page(items, total, query)
 
 
 @blp.route("/jobs/<job_id>")

@@ -14,7 +14,7 @@ from schemas.models import (
     SummaryQuerySchema,
     SummarySchema,
 )
-from service.api.context import if_match, services, tenant_id, with_etag
+from service.api.context import if_match, page, services, tenant_id, with_etag
 from service.api.parsing import Blueprint
 
 blp = Blueprint("models", __name__, url_prefix="/models",
@@ -36,8 +36,7 @@ class Models(MethodView):
     def get(self, query):
         """List models, oldest first"""
         items, total = services().models.list(tenant_id(), **query)
-        return {"items": items, "total": total, "limit": query["limit"],
-                "offset": query["offset"]}
+        return page(items, total, query)
 
 
 @blp.route("/<model_id>")

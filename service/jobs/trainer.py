@@ -13,6 +13,7 @@ may crash again, so the client decides.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -42,17 +43,31 @@ def _die_with_parent() -> None:
 
 
 def child_main(connection, environment: dict) -> None:
-    """A job process: import Keras now, then wait for one job id and run it."""
+    """A job process: import Keras now, then wait for one job id and run it.
+
+    The spare imports TensorFlow at the lowest CPU priority, so that warming it up does not
+    slow the fit that is running meanwhile; it takes its normal priority back (where the
+    system allows) when it gets a job.
+    """
     os.environ.update(environment)
     _die_with_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.nice(19)
     import keras  # noqa: F401 - the import is the warm-up
 
     from service.jobs.execution import run_job
 
     job_id = connection.recv()
+    _normal_priority()
     if job_id is not None:
         run_job(job_id, Config.from_env())
+
+
+def _normal_priority() -> None:
+    # Linux keeps a nice value per thread, and TensorFlow started its threads while niced.
+    for task in os.listdir("/proc/self/task") if os.path.isdir("/proc/self/task") else ["0"]:
+        with contextlib.suppress(PermissionError, ProcessLookupError):
+            os.setpriority(os.PRIO_PROCESS, int(task), 0)
 
 
 @dataclass

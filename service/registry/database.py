@@ -10,10 +10,12 @@ from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event, text
+from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.orm import sessionmaker
 
+from service.errors import not_found
 from service.registry.tables import DEFAULT_TENANT, Tenant
+from service.storage import is_valid_id
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -86,3 +88,24 @@ class Database:
     def transaction(self):
         with self.session.begin() as session:
             yield session
+
+    def page(self, query, *order_by, limit: int, offset: int) -> tuple[list, int]:
+        """One page of `query`'s rows in `order_by` order, and how many rows it has in all."""
+        with self.session() as session:
+            total = session.scalar(select(func.count()).select_from(query.subquery()))
+            rows = session.scalars(query.order_by(*order_by).limit(limit).offset(offset)).all()
+        return list(rows), total
+
+    def owned(self, table, tenant_id: str, row_id: str, kind: str):
+        """The row of `table` with id `row_id`, if `tenant_id` owns it.
+
+        Raises:
+            NotFound: no such row, or another tenant's (which is not told apart).
+        """
+        row = None
+        if is_valid_id(row_id):
+            with self.session() as session:
+                row = session.get(table, row_id)
+        if row is None or row.tenant_id != tenant_id:
+            raise not_found(kind, row_id)
+        return row

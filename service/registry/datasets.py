@@ -3,12 +3,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from service.errors import not_found
 from service.registry.database import Database
 from service.registry.tables import Dataset, Job
-from service.storage import is_valid_id
 
 # Jobs in these states will still read their dataset's files.
 ACTIVE_JOB_STATES = ("queued", "running", "cancelling")
@@ -27,24 +26,14 @@ class DatasetRegistry:
         return dataset
 
     def get(self, tenant_id: str, dataset_id: str) -> Dataset:
-        if not is_valid_id(dataset_id):
-            raise not_found("dataset", dataset_id)
-        with self.db.session() as session:
-            dataset = session.get(Dataset, dataset_id)
-        if dataset is None or dataset.tenant_id != tenant_id:
-            raise not_found("dataset", dataset_id)
-        return dataset
+        return self.db.owned(Dataset, tenant_id, dataset_id, "dataset")
 
     def list(self, tenant_id: str, *, limit: int, offset: int,
              name: str | None = None) -> tuple[list[Dataset], int]:
         query = select(Dataset).where(Dataset.tenant_id == tenant_id)
         if name:
             query = query.where(Dataset.name == name)
-        with self.db.session() as session:
-            total = session.scalar(select(func.count()).select_from(query.subquery()))
-            rows = session.scalars(
-                query.order_by(Dataset.created_at, Dataset.id).limit(limit).offset(offset)).all()
-        return list(rows), total
+        return self.db.page(query, Dataset.created_at, Dataset.id, limit=limit, offset=offset)
 
     def active_job_id(self, dataset: Dataset) -> str | None:
         """A job that will still read `dataset`, if any."""

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from sqlalchemy import func, select, update
 
-from service.errors import PreconditionFailed, QueueFull, WrongState, not_found
+from service.errors import PreconditionFailed, QueueFull, WrongState
 from service.registry.database import Database
 from service.registry.tables import Job, Model, Version, utcnow
-from service.storage import is_valid_id, new_id
+from service.storage import new_id
 
 ACTIVE_STATES = ("queued", "running", "cancelling")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
@@ -50,10 +50,7 @@ class JobRegistry:
         return job
 
     def get(self, tenant_id: str, job_id: str) -> Job:
-        job = self.by_id(job_id) if is_valid_id(job_id) else None
-        if job is None or job.tenant_id != tenant_id:
-            raise not_found("job", job_id)
-        return job
+        return self.db.owned(Job, tenant_id, job_id, "job")
 
     def list(self, tenant_id: str, *, limit: int, offset: int, model: str | None = None,
              state: str | None = None) -> tuple[list[Job], int]:
@@ -62,11 +59,7 @@ class JobRegistry:
             query = query.where(Job.model_id == model)
         if state:
             query = query.where(Job.state == state)
-        with self.db.session() as session:
-            total = session.scalar(select(func.count()).select_from(query.subquery()))
-            rows = session.scalars(query.order_by(Job.created_at.desc(), Job.id)
-                                   .limit(limit).offset(offset)).all()
-        return list(rows), total
+        return self.db.page(query, Job.created_at.desc(), Job.id, limit=limit, offset=offset)
 
     def request_cancel(self, tenant_id: str, job_id: str) -> Job:
         """A queued job ends `cancelled` now; a running one becomes `cancelling`."""

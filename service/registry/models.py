@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from service.errors import Conflict, PreconditionFailed, not_found
 from service.registry.database import Database
 from service.registry.tables import Model, utcnow
-from service.storage import is_valid_id, new_id
+from service.storage import new_id
 
 
 class ModelRegistry:
@@ -26,13 +26,7 @@ class ModelRegistry:
         return model
 
     def get(self, tenant_id: str, model_id: str) -> Model:
-        if not is_valid_id(model_id):
-            raise not_found("model", model_id)
-        with self.db.session() as session:
-            model = session.get(Model, model_id)
-        if model is None or model.tenant_id != tenant_id:
-            raise not_found("model", model_id)
-        return model
+        return self.db.owned(Model, tenant_id, model_id, "model")
 
     def list(self, tenant_id: str, *, limit: int, offset: int,
              state: str | None = None, name: str | None = None) -> tuple[list[Model], int]:
@@ -41,11 +35,7 @@ class ModelRegistry:
             query = query.where(Model.state == state)
         if name:
             query = query.where(Model.name == name)
-        with self.db.session() as session:
-            total = session.scalar(select(func.count()).select_from(query.subquery()))
-            rows = session.scalars(
-                query.order_by(Model.created_at, Model.id).limit(limit).offset(offset)).all()
-        return list(rows), total
+        return self.db.page(query, Model.created_at, Model.id, limit=limit, offset=offset)
 
     def all_ids(self) -> set[str]:
         with self.db.session() as session:

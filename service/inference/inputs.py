@@ -1,0 +1,139 @@
+"""Predict and evaluate requests to numpy arrays of the model's shapes, before Keras sees them.
+
+Inputs are checked against the model's registry row (names, shapes, dtypes), so a bad
+tensor is a 4xx that says what was expected, never a TensorFlow trace.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from service.datasets import array_from_json, open_arrays
+from service.datasets.arrays import INLINE_CAP
+from service.errors import InvalidArray, InvalidSpec, LimitExceeded, MalformedRequest
+from service.registry.tables import Model
+from service.storage import ArtifactStore
+from service.tensors import (
+    NUMPY_DTYPES,
+    array_names,
+    check_dataset_arrays,
+    check_names,
+    fits,
+    json_kind,
+    shape_mismatch,
+)
+
+
+def columns_from_rows(instances, specs: list[dict]) -> dict:
+    """`instances` (one item per row) as {input name: JSON array}, the columns of the batch."""
+    names = [spec["name"] for spec in specs]
+    if not isinstance(instances, list):
+        raise MalformedRequest(f"'instances' must be a JSON array with one item per row; "
+                               f"received {json_kind(instances)}.")
+    if not instances:
+        raise MalformedRequest("'instances' is empty; expected at least one row.")
+    if not any(isinstance(row, dict) for row in instances):
+        if len(names) > 1:
+            raise MalformedRequest(
+                f"The model has {len(names)} inputs ({', '.join(names)}); give each instance "
+                "as an object {input_name: value}, or give 'inputs' as {input_name: array}.")
+        return {names[0]: instances}
+    for index, row in enumerate(instances):
+        if not isinstance(row, dict):
+            raise MalformedRequest(f"instances[{index}] is {json_kind(row)}; the other rows "
+                                   "are objects {input_name: value}. Use one form for every "
+                                   "row.")
+        check_names(row, names, f"instances[{index}]", "input")
+    return {name: [row[name] for row in instances] for name in names}
+
+
+def columns_by_name(value, specs: list[dict], field_name: str, kind: str = "input") -> dict:
+    """A columnar value (one array, or {name: array}) as {input or output name: JSON array}."""
+    names = [spec["name"] for spec in specs]
+    if isinstance(value, dict):
+        check_names(value, names, field_name, kind)
+        return value
+    if len(names) > 1:
+        raise MalformedRequest(
+            f"The model has {len(names)} {kind}s ({', '.join(names)}); give '{field_name}' as "
+            f"an object {{{kind}_name: array}}; received {json_kind(value)}.")
+    return {names[0]: value}
+
+
+def checked_inputs(columns: dict, specs: list[dict], max_elements: int,
+                   field_name: str) -> list[np.ndarray]:
+    """One array per model input, in the model's order, of the shape and dtype it expects."""
+    arrays = []
+    for spec in specs:
+        label = _label(field_name, spec, specs)
+        array = _parse(columns[spec["name"]], spec, label, max_elements)
+        if not fits(array.shape, spec["shape"]):
+            raise _shape_error(spec, array.shape)
+        arrays.append(array)
+    _check_total(arrays, max_elements)
+    rows = {spec["name"]: array.shape[0] for spec, array in zip(specs, arrays, strict=True)}
+    if len(set(rows.values())) > 1:
+        raise InvalidArray("Every input must have the same number of rows; received "
+                           + ", ".join(f"{name}: {count}" for name, count in rows.items()) + ".")
+    return arrays
+
+
+def inline_arrays(model: Model, request: dict, max_elements: int) -> tuple[list, list]:
+    """Evaluate's inline `x` and `y` as (inputs, targets), in the model's order."""
+    x = checked_inputs(columns_by_name(request["x"], model.inputs, "x"), model.inputs,
+                       max_elements, "x")
+    y_columns = columns_by_name(request["y"], model.outputs, "y", kind="output")
+    y = [array_from_json(y_columns[output["name"]], name=_label("y", output, model.outputs),
+                         max_elements=max_elements) for output in model.outputs]
+    _check_total(x + y, max_elements)
+    _check_rows(x, y, model)
+    return x, y
+
+
+def dataset_arrays(store: ArtifactStore, dataset, model: Model,
+                   request: dict) -> tuple[list, list]:
+    """Evaluate's stored `dataset` as (inputs, targets), memory-mapped, in the model's order."""
+    names = {"x": array_names(request.get("x"), model.inputs, "x", "input"),
+             "y": array_names(request.get("y"), model.outputs, "y", "output")}
+    check_dataset_arrays(dataset, names, model.inputs, InvalidArray)
+    arrays = open_arrays(store, dataset, list(dict.fromkeys(names["x"] + names["y"])))
+    return [arrays[name] for name in names["x"]], [arrays[name] for name in names["y"]]
+
+
+def _parse(value, spec: dict, label: str, max_elements: int) -> np.ndarray:
+    dtype = spec["dtype"]
+    if dtype == "string":
+        raise InvalidSpec(f"{label} has dtype string; predict and evaluate take numeric "
+                          "inputs only.")
+    array = array_from_json(value, name=label, max_elements=max_elements,
+                            dtype=dtype if dtype in NUMPY_DTYPES else None)
+    if dtype == "bool":
+        if not np.isin(array, (0, 1)).all():
+            raise InvalidArray(f"Array '{label}' is bool: expected 0 and 1 only.")
+        return array.astype(bool)
+    return array
+
+
+def _shape_error(spec: dict, shape) -> InvalidArray:
+    message = shape_mismatch(spec, shape, "received")
+    if len(shape) == len(spec["shape"]) - 1 and fits((1, *shape), spec["shape"]):
+        message += " To send one instance, wrap it in a list: a batch of one."
+    return InvalidArray(message, errors=[{"path": spec["name"], "message": message}])
+
+
+def _check_total(arrays: list, max_elements: int) -> None:
+    total = sum(array.size for array in arrays)
+    if total > max_elements:
+        raise LimitExceeded(f"The request holds {total:,} numbers; at most {max_elements:,} "
+                            f"are accepted inline ({INLINE_CAP}).")
+
+
+def _check_rows(x: list[np.ndarray], y: list[np.ndarray], model: Model) -> None:
+    for output, array in zip(model.outputs, y, strict=True):
+        if array.shape[0] != x[0].shape[0]:
+            raise InvalidArray(f"{_label('y', output, model.outputs)} has {array.shape[0]} "
+                               f"rows; x has {x[0].shape[0]}. Give one target per instance.")
+
+
+def _label(field_name: str, spec: dict, specs: list[dict]) -> str:
+    return field_name if len(specs) == 1 else f"{field_name}.{spec['name']}"

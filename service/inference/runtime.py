@@ -1,0 +1,240 @@
+"""The Keras side of serving: a cache of loaded versions, the forward pass, evaluate.
+
+Each worker process keeps the versions it served last in a small LRU cache keyed by
+(model id, version, sha256): versions are immutable, so a cached model is never stale, and
+the checksum is verified once, when the file is loaded. Predict calls the model's forward
+pass as one traced graph (about 1 ms) instead of `model.predict()` (about 100 ms a call).
+
+Keras and TensorFlow are imported inside functions only, so importing this module, and
+building the app, does not import TensorFlow; a worker's first predict pays for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from service.errors import ArtifactCorrupt, InvalidArray, WrongState
+from service.storage import sha256_of
+from service.tensors import numpy_dtype
+
+log = logging.getLogger(__name__)
+
+MODEL_CACHE_SIZE = 8
+# Rows per call of the traced forward pass: bounds the memory one large predict takes.
+PREDICT_CHUNK_ROWS = 1024
+
+
+@dataclass
+class LoadedModel:
+    model: object  # keras.Model
+    # Input arrays in the model's order -> output arrays in the model's order.
+    forward: Callable[[list[np.ndarray]], list[np.ndarray]] | None
+    # Evaluate updates the metrics' state in the model: one evaluate at a time per model.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ModelCache:
+    """A thread-safe LRU of loaded versions; concurrent requests for one version load it once."""
+
+    def __init__(self, capacity: int = MODEL_CACHE_SIZE):
+        self.capacity = capacity
+        self._entries: OrderedDict[tuple, LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[tuple, threading.Lock] = {}
+
+    def get(self, key: tuple, load: Callable[[], LoadedModel]) -> LoadedModel:
+        entry = self._lookup(key)
+        if entry is not None:
+            return entry
+        with self._lock:
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:
+            entry = self._lookup(key)
+            if entry is not None:
+                return entry
+            try:
+                entry = load()
+            except BaseException:
+                with self._lock:
+                    self._loading.pop(key, None)
+                raise
+            with self._lock:
+                # Entry in before the loading lock goes: no thread can miss both and reload.
+                self._entries[key] = entry
+                self._loading.pop(key, None)
+                while len(self._entries) > self.capacity:
+                    self._entries.popitem(last=False)
+        return entry
+
+    def keys(self) -> list[tuple]:
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def _lookup(self, key: tuple) -> LoadedModel | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            return entry
+
+
+def load_version(path: Path, sha256: str, *, for_evaluate: bool, compile_spec: dict | None,
+                 label: str) -> LoadedModel:
+    """Load a version's `.keras` file in safe mode, once its checksum matches the registry's.
+
+    For predict the model is loaded without its optimizer and its forward pass traced and
+    warmed up; for evaluate it is loaded compiled (the file carries its compile settings,
+    else `compile_spec`, the registry's).
+
+    Raises:
+        ArtifactCorrupt: the file does not match `sha256` or Keras cannot read it.
+    """
+    import keras
+
+    actual = sha256_of(path)
+    if actual != sha256:
+        log.error("%s: %s has sha256 %s, the registry says %s", label, path, actual, sha256)
+        raise ArtifactCorrupt(f"The file of {label} does not match its recorded checksum; "
+                              "it will not be served. The error is logged.")
+    try:
+        model = keras.saving.load_model(path, compile=for_evaluate, safe_mode=True)
+    except Exception:
+        log.exception("%s: Keras could not load %s", label, path)
+        raise ArtifactCorrupt(f"The file of {label} could not be loaded; the error is "
+                              "logged.") from None
+    if for_evaluate:
+        if not getattr(model, "compiled", False):
+            if compile_spec is None:
+                raise WrongState(f"The {label} has no compile settings, so it cannot be "
+                                 "evaluated; compile the model and fit it again.")
+            from service.keras_ops.compilation import compile_arguments
+
+            model.compile(**compile_arguments(compile_spec))
+        return LoadedModel(model, None)
+    loaded = LoadedModel(model, traced_forward(model))
+    _warm_up(loaded, label)
+    return loaded
+
+
+def traced_forward(model) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """The model's inference call as one graph for any batch size, traced on first use."""
+    import keras
+
+    specs = model.inputs
+
+    def call(*inputs):
+        return model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        call = tf.function(call, input_signature=[
+            tf.TensorSpec(spec.shape, spec.dtype) for spec in specs])
+        convert = [_converter(tf, spec.dtype) for spec in specs]
+    else:
+        convert = [lambda array: array for _ in specs]
+    output_names = getattr(model, "output_names", None)
+
+    def forward(arrays: list[np.ndarray]) -> list[np.ndarray]:
+        outputs = call(*(c(array) for c, array in zip(convert, arrays, strict=True)))
+        if isinstance(outputs, dict):
+            outputs = [outputs[name] for name in output_names]
+        elif not isinstance(outputs, list | tuple):
+            outputs = [outputs]
+        return [_jsonable(keras.ops.convert_to_numpy(output)) for output in outputs]
+
+    return forward
+
+
+def _converter(tf, dtype: str):
+    # bfloat16 has no numpy parse of its own (it arrives as float32); the rest go in as they are.
+    return lambda array: array if array.dtype.name == dtype else tf.cast(array, dtype)
+
+
+def _jsonable(array: np.ndarray) -> np.ndarray:
+    # float16/bfloat16 have no exact JSON form through tolist(); widen them.
+    if array.dtype.kind == "V" or (array.dtype.kind == "f" and array.dtype.itemsize < 4):
+        return array.astype(np.float32)
+    return array
+
+
+def _warm_up(loaded: LoadedModel, label: str) -> None:
+    """Trace the forward pass now, so the first request does not pay for it."""
+    zeros = [np.zeros((1, *(1 if dim is None else dim for dim in spec.shape[1:])),
+                      dtype=numpy_dtype(spec.dtype)) for spec in loaded.model.inputs]
+    try:
+        loaded.forward(zeros)
+    except Exception:  # a model may refuse zeros (sizes below a kernel): trace on first use
+        log.debug("%s: warm-up skipped", label, exc_info=True)
+
+
+def predict_arrays(loaded: LoadedModel, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """Outputs for `arrays` (a batch per input), in slices of PREDICT_CHUNK_ROWS rows."""
+    rows = arrays[0].shape[0]
+    if rows <= PREDICT_CHUNK_ROWS:
+        return loaded.forward(arrays)
+    chunks = [loaded.forward([array[start:start + PREDICT_CHUNK_ROWS] for array in arrays])
+              for start in range(0, rows, PREDICT_CHUNK_ROWS)]
+    return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
+
+
+def evaluate_arrays(loaded: LoadedModel, x: list, y: list, batch_size: int) -> dict:
+    """Keras' `evaluate` as {"loss": ..., metric: ...}, reading the arrays batch by batch.
+
+    The arrays may be memory-mapped: only one batch at a time is copied into memory.
+
+    Raises:
+        InvalidArray: Keras refused the arrays (e.g. targets of the wrong shape for the loss).
+    """
+    import keras
+
+    from service.keras_ops.builder import keras_message
+
+    model = loaded.model
+    batches = _batches(keras, x, y, batch_size, [t.dtype for t in model.inputs],
+                       [t.name for t in model.inputs], getattr(model, "output_names", None))
+    errors: tuple[type[BaseException], ...] = (ValueError, TypeError)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        errors += (tf.errors.InvalidArgumentError,)
+    try:
+        with loaded.lock:
+            result = model.evaluate(batches, return_dict=True, verbose=0)
+    except errors as error:
+        message = f"Keras could not evaluate the model on these arrays: {keras_message(error)}"
+        raise InvalidArray(message, errors=[{"path": "y", "message": message}]) from None
+    return {name: float(value) for name, value in result.items()}
+
+
+def _batches(keras, x: list, y: list, batch_size: int, dtypes: list[str], input_names: list[str],
+             output_names: list[str] | None):
+    """A `PyDataset` of (x, y) batches sliced from the arrays, each cast to the input's dtype."""
+    rows = len(x[0])
+
+    class Batches(keras.utils.PyDataset):
+        def __len__(self):
+            return math.ceil(rows / batch_size)
+
+        def __getitem__(self, index):
+            part = slice(index * batch_size, (index + 1) * batch_size)
+            inputs = [np.asarray(array[part], dtype=numpy_dtype(dtype))
+                      for array, dtype in zip(x, dtypes, strict=True)]
+            targets = [np.asarray(array[part]) for array in y]
+            return (inputs[0] if len(inputs) == 1 else dict(zip(input_names, inputs, strict=True)),
+                    targets[0] if len(targets) == 1
+                    else dict(zip(output_names, targets, strict=True)))
+
+    return Batches()
