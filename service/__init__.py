@@ -15,13 +15,15 @@ from flask_smorest import Api
 
 from service.config import Config
 
+# flask-smorest serves these two itself, undocumented; the document should list every route.
 DOC_ONLY_PATHS = {
-    "/docs": {"get": {"tags": ["docs"], "summary": "Interactive documentation (Swagger UI)",
-                      "responses": {"200": {"description": "An HTML page.",
-                                            "content": {"text/html": {}}}}}},
-    "/openapi.json": {"get": {"tags": ["docs"], "summary": "The OpenAPI document as JSON",
-                              "responses": {"200": {"description": "OpenAPI 3.1",
-                                                    "content": {"application/json": {}}}}}},
+    "api-docs.openapi_swagger_ui": ("/docs", {"get": {
+        "tags": ["docs"], "summary": "Interactive documentation (Swagger UI)",
+        "responses": {"200": {"description": "An HTML page.", "content": {"text/html": {}}}}}}),
+    "api-docs.openapi_json": ("/openapi.json", {"get": {
+        "tags": ["docs"], "summary": "The OpenAPI document as JSON",
+        "responses": {"200": {"description": "OpenAPI 3.1",
+                              "content": {"application/json": {}}}}}}),
 }
 
 
@@ -81,15 +83,15 @@ def create_app(config: Config | None = None) -> Flask:
     builder.start()
     atexit.register(builder.close)
     limits = BuildLimits(max_layers=config.max_layers, max_params=config.max_params)
+    model_rows, dataset_rows = ModelRegistry(database), DatasetRegistry(database)
     app.extensions["keras_service"] = Services(
         config=config, database=database, store=store, builder=builder,
-        models=ModelService(ModelRegistry(database), store, builder, limits),
-        datasets=DatasetService(DatasetRegistry(database), store,
-                                DatasetLimits.from_config(config)),
-        training=TrainingService(ModelRegistry(database), JobRegistry(database),
-                                 DatasetRegistry(database), LocalJobQueue(), config),
-        inference=InferenceService(ModelRegistry(database), VersionRegistry(database),
-                                   DatasetRegistry(database), store, config))
+        models=ModelService(model_rows, store, builder, limits),
+        datasets=DatasetService(dataset_rows, store, DatasetLimits.from_config(config)),
+        training=TrainingService(model_rows, JobRegistry(database), dataset_rows,
+                                 LocalJobQueue(), config),
+        inference=InferenceService(model_rows, VersionRegistry(database), dataset_rows,
+                                   store, config))
 
     class ServiceApi(Api):
         ERROR_SCHEMA = ProblemSchema
@@ -98,9 +100,9 @@ def create_app(config: Config | None = None) -> Flask:
     for module in (models, layers, datasets, jobs, versions, inference, catalog, health, docs):
         api.register_blueprint(module.blp)
     app.register_blueprint(docs.assets)
-    for path, operations in DOC_ONLY_PATHS.items():
-        api.spec.path(path=path, operations=operations, rule=app.url_map._rules_by_endpoint[
-            "api-docs.openapi_swagger_ui" if path == "/docs" else "api-docs.openapi_json"][0])
+    for endpoint, (path, operations) in DOC_ONLY_PATHS.items():
+        rule = next(app.url_map.iter_rules(endpoint))
+        api.spec.path(path=path, operations=operations, rule=rule)
     # Registered after Api(), so these replace flask-smorest's own error handler.
     register_error_handlers(app)
     app.extensions["openapi_yaml"] = spec_to_yaml(api.spec.to_dict())
