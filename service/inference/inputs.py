@@ -105,8 +105,12 @@ def _parse(value, spec: dict, label: str, max_elements: int) -> np.ndarray:
     if dtype == "string":
         raise InvalidSpec(f"{label} has dtype string; predict and evaluate take numeric "
                           "inputs only.")
-    array = array_from_json(value, name=label, max_elements=max_elements,
-                            dtype=dtype if dtype in NUMPY_DTYPES else None)
+    if isinstance(value, np.ndarray):
+        array = _binary_array(value, label, max_elements,
+                              dtype if dtype in NUMPY_DTYPES else "float32")
+    else:
+        array = array_from_json(value, name=label, max_elements=max_elements,
+                                dtype=dtype if dtype in NUMPY_DTYPES else None)
     if dtype == "bool":
         if not np.isin(array, (0, 1)).all():
             raise InvalidArray(f"Array '{label}' is bool: expected 0 and 1 only.")
@@ -119,6 +123,21 @@ def _shape_error(spec: dict, shape) -> InvalidArray:
     if len(shape) == len(spec["shape"]) - 1 and fits((1, *shape), spec["shape"]):
         message += " To send one instance, wrap it in a list: a batch of one."
     return InvalidArray(message, errors=[{"path": spec["name"], "message": message}])
+
+
+def _binary_array(value: np.ndarray, label: str, max_elements: int, dtype: str) -> np.ndarray:
+    """An array that arrived as binary (.npy, raw tensor bytes): the checks JSON gets."""
+    if value.dtype.kind not in "biuf":
+        raise InvalidArray(f"Array '{label}' has dtype {value.dtype}; expected a numeric "
+                           f"array ({dtype}).")
+    if value.ndim == 0 or value.size == 0:
+        raise InvalidArray(f"Array '{label}' has shape {value.shape}; expected at least one "
+                           "row.")
+    if value.size > max_elements:
+        _check_total([value], max_elements)
+    if value.dtype.kind == "f" and not np.isfinite(value).all():
+        raise InvalidArray(f"Array '{label}' holds NaN or infinity; expected finite numbers.")
+    return value.astype(dtype, copy=False)
 
 
 def _check_total(arrays: list, max_elements: int) -> None:

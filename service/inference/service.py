@@ -6,6 +6,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from service.config import Config
 from service.errors import ArtifactCorrupt, WrongState
 from service.inference.inputs import (
@@ -72,15 +74,35 @@ class InferenceService:
         else:
             field_name, columns = "inputs", columns_by_name(request["inputs"], model.inputs,
                                                             "inputs")
-        arrays = checked_inputs(columns, model.inputs, self.config.max_inline_elements,
-                                field_name)
-        outputs = predict_arrays(self._load(model, version, for_evaluate=False), arrays)
+        outputs = self.infer(model, version, columns, field_name)
         if len(outputs) == 1:
             predictions = outputs[0].tolist()
         else:
             predictions = {output["name"]: array.tolist()
                            for output, array in zip(model.outputs, outputs, strict=True)}
         return {"predictions": predictions, "model_version": version.number}
+
+    def infer(self, model: Model, version: Version, columns: dict,
+              field_name: str = "inputs") -> list[np.ndarray]:
+        """The one prediction path of every protocol (native, /v1, /v2).
+
+        Args:
+            model, version: what to run, as resolved by the caller.
+            columns: {input name: a JSON array or a numpy array}, one per model input.
+            field_name: where the inputs were in the request, for error messages.
+
+        Returns:
+            One array per model output, in the model's output order.
+        """
+        arrays = checked_inputs(columns, model.inputs, self.config.max_inline_elements,
+                                field_name)
+        return predict_arrays(self._load(model, version, for_evaluate=False), arrays)
+
+    def resolve_named(self, tenant_id: str, name: str,
+                      number: int | None = None) -> tuple[Model, Version]:
+        """The model called `name` and its version `number` (default: the latest)."""
+        model = self.models.get_by_name(tenant_id, name)
+        return self._resolve(tenant_id, model.id, number)
 
     def evaluate(self, tenant_id: str, model_id: str, request: dict) -> dict:
         model, version = self._resolve(tenant_id, model_id, request.get("version"))

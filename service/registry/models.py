@@ -5,7 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from service.errors import Conflict, PreconditionFailed, not_found
+from service.errors import Conflict, NotFound, PreconditionFailed, not_found
 from service.registry.database import Database
 from service.registry.tables import Model, utcnow
 from service.storage import new_id
@@ -27,6 +27,15 @@ class ModelRegistry:
 
     def get(self, tenant_id: str, model_id: str) -> Model:
         return self.db.owned(Model, tenant_id, model_id, "model")
+
+    def get_by_name(self, tenant_id: str, name: str) -> Model:
+        """The tenant's model called `name` (names are unique per tenant)."""
+        with self.db.session() as session:
+            model = session.scalar(select(Model).where(Model.tenant_id == tenant_id,
+                                                       Model.name == name))
+        if model is None:
+            raise NotFound(f"No model named '{name}'.")
+        return model
 
     def list(self, tenant_id: str, *, limit: int, offset: int,
              state: str | None = None, name: str | None = None) -> tuple[list[Model], int]:

@@ -81,6 +81,8 @@ class Model(Base):
     # The file the next fit starts from, relative to the model's folder: "compiled.keras"
     # after a compile, "v<N>.keras" after a fit.
     artifact: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Dynamic batching, opt-in: {"max_batch_size", "max_latency_ms", "max_queue"} or null.
+    batching: Mapped[dict | None] = mapped_column(JSON, nullable=True)
     # Bumped on every change: the ETag, and the guard against lost updates.
     revision: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -140,3 +142,17 @@ class Version(Base):
     metrics: Mapped[dict] = mapped_column(JSON, default=dict)
     job_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Label(Base):
+    """A name (`stable`, `canary`) pointing at one version of a model; /v1 serves labels."""
+
+    __tablename__ = "labels"
+    __table_args__ = (UniqueConstraint("model_id", "label", name="uq_labels_model_label"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(ForeignKey("tenants.id"), index=True)
+    model_id: Mapped[str] = mapped_column(String(32), index=True)
+    label: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
