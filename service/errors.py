@@ -157,6 +157,36 @@ def register_error_handlers(app) -> None:
                        .to_problem(), 500)
 
 
+def register_protocol_error_handlers(blueprint) -> None:
+    """Answer errors of `blueprint` as `{"error": "..."}`, the shape of the serving protocols.
+
+    TensorFlow Serving's REST API (/v1) and the Open Inference Protocol (/v2) both answer
+    errors that way; the status codes stay the ones of the native API's table. Registered
+    on a blueprint, these take precedence over the app's problem+json handlers for its
+    routes only.
+    """
+    from flask import jsonify
+    from werkzeug.exceptions import HTTPException
+
+    def respond(message: str, status: int, headers=None):
+        response = jsonify({"error": message})
+        response.status_code = status
+        for key, value in (headers or {}).items():
+            response.headers[key] = value
+        return response
+
+    @blueprint.errorhandler(ServiceError)
+    def handle_service_error(error: ServiceError):
+        return respond(error.detail, error.status, error.headers)
+
+    @blueprint.errorhandler(HTTPException)
+    def handle_http_exception(error: HTTPException):
+        errors = _validation_errors(getattr(error, "data", None))
+        message = ("; ".join(f"{e['path']}: {e['message']}" for e in errors) if errors
+                   else _http_detail(error))
+        return respond(message, error.code or 500)
+
+
 def _http_detail(error) -> str:
     if error.code == 413:
         from flask import current_app
