@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -40,13 +41,21 @@ class ServiceProcess:
              "--workers", str(self.workers)],
             env=environment, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True)
+        try:
+            self._wait_until_ready(timeout)
+        except BaseException:
+            self.kill_hard()  # never leave a half-started service behind
+            raise
+        return self
+
+    def _wait_until_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"service exited: {self.log_path.read_text()[-3000:]}")
             try:
                 if requests.get(self.url + "/readyz", timeout=1).status_code == 200:
-                    return self
+                    return
             except requests.RequestException:
                 pass  # not listening yet, or a worker still booting
             time.sleep(0.2)
@@ -55,7 +64,8 @@ class ServiceProcess:
 
     def kill_hard(self) -> None:
         """kill -9 the whole service: master, workers and builder processes."""
-        os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=30)
 
     def stop(self) -> None:

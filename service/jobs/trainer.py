@@ -42,7 +42,7 @@ def _die_with_parent() -> None:
         pass
 
 
-def child_main(connection, environment: dict) -> None:
+def child_main(connection, environment: dict, trainer_pid: int) -> None:
     """A job process: import Keras now, then wait for one job id and run it.
 
     The spare imports TensorFlow at the lowest CPU priority, so that warming it up does not
@@ -51,6 +51,8 @@ def child_main(connection, environment: dict) -> None:
     """
     os.environ.update(environment)
     _die_with_parent()
+    if os.getppid() != trainer_pid:
+        os._exit(0)  # the trainer died before the death signal was armed
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.nice(19)
     import keras  # noqa: F401 - the import is the warm-up
@@ -80,7 +82,7 @@ class _Child:
 class LocalTrainer:
     def __init__(self, config: Config):
         self.config = config
-        self.database = Database(config.database_url)
+        self.database = Database(config.database_url, config.data_dir)
         self.jobs = JobRegistry(self.database)
         self.host = socket.gethostname()
         self.runner = f"{self.host}:{os.getpid()}"
@@ -136,8 +138,9 @@ class LocalTrainer:
 
     def _spawn(self) -> _Child:
         parent_end, child_end = self.context.Pipe()
-        process = self.context.Process(target=child_main, args=(child_end, self.config.to_env()),
-                                       name="keras-service-job", daemon=True)
+        process = self.context.Process(
+            target=child_main, args=(child_end, self.config.to_env(), os.getpid()),
+            name="keras-service-job", daemon=True)
         process.start()
         child_end.close()
         return _Child(process, parent_end)
