@@ -77,3 +77,30 @@ class EvaluationSchema(Schema):
     def keep_metrics(self, data, original, **kwargs):
         # The metric names depend on the compile settings, so they cannot be declared.
         return {**original, **data}
+
+
+# Predict reads its body by hand (it is the route that must be fast), so its request and
+# its binary forms are documented here rather than through @blp.arguments.
+_BINARY = {"type": "string", "format": "binary"}
+PREDICT_BODY = {
+    "required": True,
+    "description": (
+        "JSON, or binary: one input as a .npy file (numpy.save) with Content-Type "
+        "application/x-npy, several as one .npz (numpy.savez) with a member per input name "
+        "and Content-Type application/x-npz. Numeric dtypes only: pickled and object arrays "
+        "are refused. curl --data-binary @x.npy -H 'Content-Type: application/x-npy' "
+        "-H 'Accept: application/x-npy' -o y.npy"),
+    "content": {"application/json": {"schema": PredictSchema},
+                "application/x-npy": {"schema": _BINARY},
+                "application/x-npz": {"schema": _BINARY}},
+}
+VERSION_QUERY = {"in": "query", "name": "version", "required": False,
+                 "schema": {"type": "integer", "minimum": 1},
+                 "description": "The version to use, for binary bodies (JSON bodies may give "
+                                "`version` in the body); default the latest."}
+# Keyed 200 (an int) like flask-smorest's own, so that this merges with @blp.response's.
+PREDICT_ANSWERS = {200: {
+    "description": "The predictions; `Accept` chooses JSON (default), application/x-npy (one "
+                   "output) or application/x-npz (a member per output name).",
+    "content": {"application/x-npy": {"schema": _BINARY},
+                "application/x-npz": {"schema": _BINARY}}}}

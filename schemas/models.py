@@ -58,14 +58,34 @@ class ModelCreateSchema(Schema):
                 raise ValidationError(given)
 
 
+class BatchingSchema(Schema):
+    """Dynamic batching of predictions (see the README's "Serving predictions")."""
+
+    max_batch_size = fields.Integer(strict=True, load_default=32,
+                                    validate=validate.Range(min=1, max=1024), metadata={
+                                        "description": "Most rows one batch runs."})
+    max_latency_ms = fields.Float(load_default=5.0, validate=validate.Range(min=0, max=1000),
+                                  metadata={"description": "Longest a request waits for "
+                                                           "others to join its batch."})
+    max_queue = fields.Integer(strict=True, load_default=256,
+                               validate=validate.Range(min=1, max=10000), metadata={
+                                   "description": "Most requests waiting per worker; more "
+                                                  "are answered 503 with Retry-After."})
+
+
+batching_field = fields.Nested(BatchingSchema, allow_none=True, metadata={
+    "description": "Dynamic batching of predictions, or null (off, the default)."})
+
+
 class ModelPatchSchema(Schema):
     name = name_field()
     tags = tags_field
+    batching = batching_field
 
     @validates_schema
     def check_not_empty(self, data, **kwargs):
         if not data:
-            raise ValidationError("expected at least one of: name, tags")
+            raise ValidationError("expected at least one of: name, tags, batching")
 
 
 class LayerInfoSchema(Schema):
@@ -93,6 +113,7 @@ class ModelSchema(Schema):
     version = fields.Integer(allow_none=True, metadata={
         "description": "Latest trained version; null until the first successful fit."})
     tags = fields.List(fields.String())
+    batching = batching_field
     created_at = fields.DateTime()
     updated_at = fields.DateTime()
 

@@ -40,6 +40,7 @@ class OrjsonProvider(JSONProvider):
 def create_app(config: Config | None = None) -> Flask:
     """Build the WSGI app: registry (migrated), artifact store, builder, routes."""
     from schemas.common import ProblemSchema
+    from service import request_log
     from service.api import (
         catalog,
         datasets,
@@ -51,19 +52,26 @@ def create_app(config: Config | None = None) -> Flask:
         models,
         versions,
     )
+    from service.api import labels as labels_api
+    from service.api import metrics as metrics_api
+    from service.api import oip as oip_api
+    from service.api import tfserving as tfserving_api
     from service.api.context import Services
     from service.builder import BuilderPool
     from service.datasets import DatasetLimits, DatasetService
     from service.errors import register_error_handlers
     from service.inference import InferenceService
     from service.jobs.queue import LocalJobQueue
+    from service.label_service import LabelService
     from service.limits import BuildLimits
     from service.model_service import ModelService
     from service.openapi import DESCRIPTION, OPENAPI_SETTINGS, spec_to_yaml
     from service.registry import Database, JobRegistry, ModelRegistry, VersionRegistry
     from service.registry.datasets import DatasetRegistry
+    from service.registry.labels import LabelRegistry
     from service.server import configure_logging
     from service.storage import ArtifactStore
+    from service.tfserving import TFServing
     from service.training_service import TrainingService
 
     config = config or Config.from_env()
@@ -74,10 +82,11 @@ def create_app(config: Config | None = None) -> Flask:
     app.url_map.merge_slashes = False
     app.config.update(OPENAPI_SETTINGS, MAX_CONTENT_LENGTH=config.max_body_bytes,
                       KERAS_SERVICE=config)
+    request_log.install(app, access_log_enabled=config.access_log)
 
     store = ArtifactStore(config.data_dir)
     store.ensure_layout()
-    database = Database(config.database_url)
+    database = Database(config.database_url, config.data_dir)
     database.migrate(config.data_dir)
     builder = BuilderPool(config.builder_recycle_after, config.builder_timeout)
     builder.start()
@@ -92,6 +101,9 @@ def create_app(config: Config | None = None) -> Flask:
                                  LocalJobQueue(), config),
         inference=InferenceService(model_rows, VersionRegistry(database), dataset_rows,
                                    store, config))
+    services, label_rows = app.extensions["keras_service"], LabelRegistry(database)
+    services.labels = LabelService(model_rows, services.inference.versions, label_rows)
+    services.tfserving = TFServing(services.inference, label_rows)
 
     class ServiceApi(Api):
         ERROR_SCHEMA = ProblemSchema
@@ -99,6 +111,10 @@ def create_app(config: Config | None = None) -> Flask:
     api = ServiceApi(app, spec_kwargs={"info": {"description": DESCRIPTION}})
     for module in (models, layers, datasets, jobs, versions, inference, catalog, health, docs):
         api.register_blueprint(module.blp)
+    api.register_blueprint(metrics_api.blp)
+    api.register_blueprint(oip_api.blp)
+    api.register_blueprint(labels_api.blp)
+    api.register_blueprint(tfserving_api.blp)
     app.register_blueprint(docs.assets)
     for endpoint, (path, operations) in DOC_ONLY_PATHS.items():
         rule = next(app.url_map.iter_rules(endpoint))

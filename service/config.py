@@ -59,6 +59,12 @@ SETTINGS = [
     Setting("embedded_trainer", True,
             "Whether `serve` starts the local trainer; false when trainers run elsewhere."),
     Setting("log_level", "info", "Log level of the service and gunicorn."),
+    Setting("serving_refresh_ms", 1000,
+            "Most milliseconds a web worker serves with cached model and version rows before "
+            "it reads the registry again; changes made on this host are seen at once (the "
+            "registry stamp file), this bounds the delay for writers on other hosts."),
+    Setting("access_log", True,
+            "Whether each request is logged as one JSON line on stderr (see Metrics and logs)."),
 ]
 
 
@@ -99,6 +105,8 @@ class Config:
     max_queued_jobs_per_model: int
     embedded_trainer: bool
     log_level: str
+    serving_refresh_ms: int
+    access_log: bool
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> Config:

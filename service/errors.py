@@ -73,8 +73,19 @@ class PayloadTooLarge(ServiceError):
     status, title, slug = 413, "Payload too large", "payload-too-large"
 
 
+class NotAcceptable(ServiceError):
+    status, title, slug = 406, "Not acceptable", "not-acceptable"
+
+
 class UnsupportedMediaType(ServiceError):
     status, title, slug = 415, "Unsupported media type", "unsupported-media-type"
+
+
+class InvalidRequest(ServiceError):
+    """A body that is well-formed JSON but not the fields a route takes: the 422 that
+    schema validation gives, for routes that check their few fields by hand (predict)."""
+
+    status, title, slug = 422, "Unprocessable Entity", "unprocessable-entity"
 
 
 class InvalidSpec(ServiceError):

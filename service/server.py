@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
@@ -26,6 +29,7 @@ from service.config import Config
 log = logging.getLogger("keras_service")
 TRAINER_RESTART_DELAY_S = 1.0
 STOP_TIMEOUT_S = 30
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class ServiceApplication(BaseApplication):
@@ -44,8 +48,12 @@ class ServiceApplication(BaseApplication):
 
 
 def configure_logging(config: Config) -> None:
+    from service.request_log import add_request_ids
+
     logging.basicConfig(level=config.log_level.upper(),
-                        format="%(asctime)s [%(process)d] [%(levelname)s] %(name)s: %(message)s")
+                        format="%(asctime)s [%(process)d] [%(levelname)s] [%(request_id)s] "
+                               "%(name)s: %(message)s")
+    add_request_ids(logging.getLogger().handlers)
     # Alembic narrates every plugin and migration step at INFO; its warnings still show.
     logging.getLogger("alembic").setLevel(logging.WARNING)
 
@@ -69,9 +77,36 @@ def prepare_data_dir(config: Config) -> None:
     database.engine.dispose()
 
 
+def prepare_metrics_dir() -> str | None:
+    """Point PROMETHEUS_MULTIPROC_DIR at an empty folder shared by this server's workers.
+
+    Runs before anything imports prometheus_client, which picks its storage at import.
+    Returns the folder when it was made here (a temporary one), for removal at exit.
+    """
+    given = os.environ.get(METRICS_DIR_ENV)
+    if given:  # the operator's folder: values of an earlier run must not add up with ours
+        os.makedirs(given, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        return None
+    os.environ[METRICS_DIR_ENV] = tempfile.mkdtemp(prefix="keras-service-metrics-")
+    return os.environ[METRICS_DIR_ENV]
+
+
 def run_web(config: Config) -> None:
     """gunicorn over create_app(): preload off, so the master never imports the app."""
+    made = prepare_metrics_dir()
     configure_logging(config)
+    from service.metrics import worker_exited
+
+    try:
+        _run_gunicorn(config, worker_exited)
+    finally:
+        if made:
+            shutil.rmtree(made, ignore_errors=True)
+
+
+def _run_gunicorn(config: Config, worker_exited) -> None:
     ServiceApplication({
         "bind": f"{config.host}:{config.port}",
         "workers": config.workers,
@@ -84,6 +119,9 @@ def run_web(config: Config) -> None:
         "proc_name": "keras-service-web",
         # gunicorn's control socket lives in $HOME, shared by every instance on the machine.
         "control_socket_disable": True,
+        # Access lines are ours (service/request_log.py, JSON with the request id).
+        "accesslog": None,
+        "child_exit": worker_exited,
     }).run()
 
 

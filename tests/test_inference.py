@@ -165,6 +165,15 @@ BAD_PREDICTS = [
     ("body an array", "[[0.5]]", "application/json", 400, "Expected a JSON object"),
     ("body not JSON", "instances=1", "application/json", 400, "not valid JSON"),
     ("wrong content type", '{"instances": [[0.5]]}', "text/plain", 415, "application/json"),
+    # numpy would read these as numbers: the direct conversion must leave them to the checks.
+    ("a boolean among numbers", {"instances": [[0.5] * 99 + [True]]}, None, 422,
+     "a boolean (true) at element [0][99]"),
+    ("null among numbers", {"instances": [[0.5] * 99 + [None]]}, None, 422, "null"),
+    ("a numeric string", {"instances": [[0.5] * 99 + ["1.5"]]}, None, 422, "a string ('1.5')"),
+    ("past float32", {"instances": [[0.5] * 99 + [1e39]]}, None, 422,
+     "outside the float32 range"),
+    ("version in body and query", {"instances": [ROW], "version": 1}, "?version=2", 422,
+     "the body asks for 1, the query for 2"),
 ]
 
 
@@ -173,6 +182,8 @@ BAD_PREDICTS = [
 def test_bad_tensors_are_4xx_problems_that_say_what_was_wrong(client, lesson, body,
                                                              content_type, status, words):
     url = f"/models/{lesson['id']}/predict"
+    if isinstance(content_type, str) and content_type.startswith("?"):  # a query, JSON body
+        url, content_type = url + content_type, None
     response = (client.post(url, json=body) if content_type is None
                 else client.post(url, data=body, content_type=content_type))
     assert response.status_code == status, response.get_json()

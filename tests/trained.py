@@ -64,6 +64,7 @@ def train_version(app, model_id: str, x, y, *, epochs: int = 1) -> int:
         model.state, model.version, model.artifact = "trained", number, path.name
         model.artifact_sha256, model.revision, model.updated_at = (
             sha256, model.revision + 1, utcnow())
+    database.touch_stamp()  # as JobRegistry.succeed does: web workers see the new version
     return number
 
 

@@ -10,10 +10,12 @@ from service.builder import BuilderPool
 from service.config import Config
 from service.datasets import DatasetService
 from service.inference import InferenceService
+from service.label_service import LabelService
 from service.model_service import ModelService, etag_of
 from service.registry import Database
 from service.registry.tables import DEFAULT_TENANT
 from service.storage import ArtifactStore
+from service.tfserving import TFServing
 from service.training_service import TrainingService
 
 
@@ -27,6 +29,9 @@ class Services:
     datasets: DatasetService
     training: TrainingService
     inference: InferenceService
+    # Set by create_app once `inference` exists: labels and /v1 build on it.
+    labels: LabelService | None = None
+    tfserving: TFServing | None = None
 
 
 def services() -> Services:

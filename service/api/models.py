@@ -52,7 +52,7 @@ class ModelById(MethodView):
     @blp.alt_response(409, schema=ProblemSchema, description="The name is taken.")
     @blp.alt_response(412, schema=ProblemSchema, description="If-Match is stale.")
     def patch(self, changes, model_id):
-        """Rename or tag a model"""
+        """Rename or tag a model, or turn its dynamic batching on or off"""
         return with_etag(services().models.patch(tenant_id(), model_id, changes, if_match()))
 
     @blp.response(204)

@@ -163,10 +163,14 @@ def _refuse_non_finite(finite: np.ndarray, first_item: int, header: NpyHeader, n
 
 # -- .npz ------------------------------------------------------------------------------------
 
-def open_npz(path: Path) -> zipfile.ZipFile:
-    """The `.npz` at `path` as a zip, once its directory is known to be small."""
-    with open(path, "rb") as handle:
-        directory_bytes = _central_directory_bytes(handle)
+def open_npz(path: Path | BinaryIO) -> zipfile.ZipFile:
+    """The `.npz` at `path` (or in a binary file) as a zip, once its directory is known
+    to be small."""
+    if isinstance(path, str | os.PathLike):
+        with open(path, "rb") as handle:
+            directory_bytes = _central_directory_bytes(handle)
+    else:
+        directory_bytes = _central_directory_bytes(path)
     if directory_bytes is None:
         raise InvalidArray("The .npz file is not a readable zip archive (no end of central "
                            f"directory). {SAVE_HINT}")

@@ -8,15 +8,13 @@ from pathlib import Path
 
 import numpy as np
 
+from service import metrics
 from service.config import Config
 from service.errors import ArtifactCorrupt, WrongState
-from service.inference.inputs import (
-    checked_inputs,
-    columns_by_name,
-    columns_from_rows,
-    dataset_arrays,
-    inline_arrays,
-)
+from service.inference.batching import BatchPolicy
+from service.inference.inputs import checked_inputs, dataset_arrays, inline_arrays
+from service.inference.metadata import ServingMetadata
+from service.inference.payloads import PredictRequest
 from service.inference.runtime import (
     MODEL_CACHE_SIZE,
     LoadedModel,
@@ -40,6 +38,13 @@ class Artifact:
     download_name: str
 
 
+@dataclass(frozen=True)
+class Prediction:
+    model: Model
+    version: Version
+    outputs: list[np.ndarray]  # one per model output, in the model's order
+
+
 class InferenceService:
     def __init__(self, models: ModelRegistry, versions: VersionRegistry, datasets,
                  store: ArtifactStore, config: Config, cache: ModelCache | None = None):
@@ -49,6 +54,10 @@ class InferenceService:
         self.store = store
         self.config = config
         self.cache = cache or ModelCache(MODEL_CACHE_SIZE)
+        # What predict and evaluate resolve through: no registry query per request.
+        self.metadata = ServingMetadata(models, versions, models.db.stamp,
+                                        config.serving_refresh_ms / 1000,
+                                        self.cache.model_ids, self.cache.drop_models)
 
     def list_versions(self, tenant_id: str, model_id: str) -> tuple[Model, list[Version]]:
         model = self.models.get(tenant_id, model_id)
@@ -66,43 +75,46 @@ class InferenceService:
             raise _missing(model, version)
         return Artifact(path, version.sha256, f"{model.name}-v{version.number}.keras")
 
-    def predict(self, tenant_id: str, model_id: str, request: dict) -> dict:
-        model, version = self._resolve(tenant_id, model_id, request.get("version"))
-        if "instances" in request:
-            field_name, columns = "instances", columns_from_rows(request["instances"],
-                                                                 model.inputs)
-        else:
-            field_name, columns = "inputs", columns_by_name(request["inputs"], model.inputs,
-                                                            "inputs")
-        outputs = self.infer(model, version, columns, field_name)
-        if len(outputs) == 1:
-            predictions = outputs[0].tolist()
-        else:
-            predictions = {output["name"]: array.tolist()
-                           for output, array in zip(model.outputs, outputs, strict=True)}
-        return {"predictions": predictions, "model_version": version.number}
+    def predict(self, tenant_id: str, model_id: str, request: PredictRequest) -> Prediction:
+        """The native predict route: a JSON or binary request of model `model_id`."""
+        model, version = self._resolve(tenant_id, model_id, request.version)
+        columns, field_name = request.columns(model, self.config.max_inline_elements)
+        outputs = self.infer(model, version, columns, field_name,
+                             plain_numbers=request.plain_numbers)
+        return Prediction(model, version, outputs)
 
     def infer(self, model: Model, version: Version, columns: dict,
-              field_name: str = "inputs") -> list[np.ndarray]:
+              field_name: str = "inputs", *, plain_numbers: bool = False) -> list[np.ndarray]:
         """The one prediction path of every protocol (native, /v1, /v2).
 
         Args:
             model, version: what to run, as resolved by the caller.
             columns: {input name: a JSON array or a numpy array}, one per model input.
             field_name: where the inputs were in the request, for error messages.
+            plain_numbers: the JSON body holds no true/false/null
+                (`inputs.has_json_literals`): its lists may be converted by numpy at once.
 
         Returns:
             One array per model output, in the model's output order.
+
+        Raises:
+            Busy: the model batches requests and its queue is full (503, Retry-After).
         """
         arrays = checked_inputs(columns, model.inputs, self.config.max_inline_elements,
-                                field_name)
-        return predict_arrays(self._load(model, version, for_evaluate=False), arrays)
+                                field_name, plain_numbers)
+        metrics.record_prediction(model.id, arrays[0].shape[0])
+        loaded = self._load(model, version, for_evaluate=False)
+        policy = BatchPolicy.of(model.batching)
+        if policy is not None and arrays[0].shape[0] < policy.max_batch_size:
+            return loaded.batcher_for(policy, _label(model, version)).submit(arrays)
+        metrics.observe_batch(model.id, arrays[0].shape[0])  # batched: in Batcher._run
+        return predict_arrays(loaded, arrays)
 
     def resolve_named(self, tenant_id: str, name: str,
                       number: int | None = None) -> tuple[Model, Version]:
         """The model called `name` and its version `number` (default: the latest)."""
-        model = self.models.get_by_name(tenant_id, name)
-        return self._resolve(tenant_id, model.id, number)
+        model = self.metadata.model_named(tenant_id, name)
+        return self._version_of(tenant_id, model, number)
 
     def evaluate(self, tenant_id: str, model_id: str, request: dict) -> dict:
         model, version = self._resolve(tenant_id, model_id, request.get("version"))
@@ -118,23 +130,32 @@ class InferenceService:
         return {**metrics, "model_version": version.number}
 
     def _resolve(self, tenant_id: str, model_id: str, number: int | None) -> tuple[Model, Version]:
-        model = self.models.get(tenant_id, model_id)
+        return self._version_of(tenant_id, self.metadata.model(tenant_id, model_id), number)
+
+    def _version_of(self, tenant_id: str, model: Model,
+                    number: int | None) -> tuple[Model, Version]:
         number = number or model.version
         if number is None:
             raise WrongState(f"Model '{model.id}' has no trained version yet (it is "
                              f"{model.state}); fit it first (POST /models/{model.id}/fit), "
                              "then predict or evaluate.")
-        return model, self.versions.get(tenant_id, model.id, number)
+        return model, self.metadata.version(tenant_id, model, number)
 
     def _load(self, model: Model, version: Version, *, for_evaluate: bool) -> LoadedModel:
+        key = (model.id, version.number, version.sha256, for_evaluate)
+        return self.cache.get(key, lambda: self._load_file(model, version, for_evaluate))
+
+    def _load_file(self, model: Model, version: Version, for_evaluate: bool) -> LoadedModel:
         path = self.store.version_path(model.id, version.number)
         if not path.is_file():
             raise _missing(model, version)
-        key = (model.id, version.number, version.sha256, for_evaluate)
-        return self.cache.get(key, lambda: load_version(
-            path, version.sha256, for_evaluate=for_evaluate,
-            compile_spec=model.compile if for_evaluate else None,
-            label=f"model '{model.id}' version {version.number}"))
+        return load_version(path, version.sha256, for_evaluate=for_evaluate,
+                            compile_spec=model.compile if for_evaluate else None,
+                            label=_label(model, version))
+
+
+def _label(model: Model, version: Version) -> str:
+    return f"model '{model.id}' version {version.number}"
 
 
 def _missing(model: Model, version: Version) -> ArtifactCorrupt:

@@ -33,7 +33,7 @@ def describe_error(error: BaseException) -> str:
 
 def run_job(job_id: str, config: Config) -> str:
     """Run job `job_id` to its end; return its final state."""
-    database = Database(config.database_url)
+    database = Database(config.database_url, config.data_dir)
     jobs = JobRegistry(database)
     store = ArtifactStore(config.data_dir)
     progress = None

@@ -82,7 +82,7 @@ class _Child:
 class LocalTrainer:
     def __init__(self, config: Config):
         self.config = config
-        self.database = Database(config.database_url)
+        self.database = Database(config.database_url, config.data_dir)
         self.jobs = JobRegistry(self.database)
         self.host = socket.gethostname()
         self.runner = f"{self.host}:{os.getpid()}"

@@ -14,6 +14,7 @@ from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.orm import sessionmaker
 
 from service.errors import not_found
+from service.registry.stamp import stamp_for
 from service.registry.tables import DEFAULT_TENANT, Tenant
 from service.storage import is_valid_id
 
@@ -41,8 +42,9 @@ def alembic_config(url: str) -> AlembicConfig:
 class Database:
     """One engine per process; sessions per operation."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, data_dir: Path | None = None):
         self.url = url
+        self.stamp = stamp_for(url, data_dir)
         self.is_sqlite = url.startswith("sqlite")
         options = {"connect_args": {"timeout": 10, "check_same_thread": False}} \
             if self.is_sqlite else {"pool_pre_ping": True}
@@ -83,6 +85,10 @@ class Database:
             return True
         except Exception:  # noqa: BLE001 - any failure means "not ready"
             return False
+
+    def touch_stamp(self) -> None:
+        """Say that models, versions or labels changed (call after the commit)."""
+        self.stamp.touch()
 
     @contextmanager
     def transaction(self):

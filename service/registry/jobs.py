@@ -47,6 +47,7 @@ class JobRegistry:
                 raise PreconditionFailed(f"Model '{model.id}' changed while the fit was being "
                                          "queued; read it again and retry.")
             session.add(job)
+        self.db.touch_stamp()
         return job
 
     def get(self, tenant_id: str, job_id: str) -> Job:
@@ -60,6 +61,12 @@ class JobRegistry:
         if state:
             query = query.where(Job.state == state)
         return self.db.page(query, Job.created_at.desc(), Job.id, limit=limit, offset=offset)
+
+    def count_by_state(self) -> dict[str, int]:
+        """How many jobs are in each state, all tenants (every state listed, 0 included)."""
+        with self.db.session() as session:
+            rows = session.execute(select(Job.state, func.count()).group_by(Job.state)).all()
+        return {state: 0 for state in ACTIVE_STATES + FINAL_STATES} | dict(rows)
 
     def request_cancel(self, tenant_id: str, job_id: str) -> Job:
         """A queued job ends `cancelled` now; a running one becomes `cancelling`."""
@@ -76,6 +83,7 @@ class JobRegistry:
                 if state != "cancelling":
                     raise WrongState(f"Job '{job.id}' has already ended ({state}); only a "
                                      "queued or running job can be cancelled.")
+        self.db.touch_stamp()
         return self.by_id(job.id)
 
     # -- the trainer side --------------------------------------------------------------------
@@ -136,6 +144,7 @@ class JobRegistry:
             model.revision, model.updated_at = model.revision + 1, now
             session.flush()
             _settle_model(session, job.model_id)
+        self.db.touch_stamp()
 
     def next_version_number(self, model_id: str) -> int:
         with self.db.session() as session:
@@ -153,6 +162,7 @@ class JobRegistry:
                 job.history = history
             session.flush()
             _settle_model(session, job.model_id)
+        self.db.touch_stamp()
 
     def running_on(self, runner_prefix: str) -> list[Job]:
         with self.db.session() as session:

@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from service.errors import Conflict, NotFound, PreconditionFailed, not_found
 from service.registry.database import Database
-from service.registry.tables import Model, utcnow
+from service.registry.tables import Label, Model, utcnow
 from service.storage import new_id
 
 
@@ -23,6 +23,7 @@ class ModelRegistry:
                 session.add(model)
         except IntegrityError:
             raise _name_taken(name) from None
+        self.db.touch_stamp()
         return model
 
     def get(self, tenant_id: str, model_id: str) -> Model:
@@ -50,6 +51,13 @@ class ModelRegistry:
         with self.db.session() as session:
             return set(session.scalars(select(Model.id)))
 
+    def existing_ids(self, model_ids: set[str]) -> set[str]:
+        """Which of `model_ids` are still models (any tenant's)."""
+        if not model_ids:
+            return set()
+        with self.db.session() as session:
+            return set(session.scalars(select(Model.id).where(Model.id.in_(model_ids))))
+
     def update(self, model: Model, **changes) -> Model:
         """Apply `changes` if nobody changed the model since `model` was read.
 
@@ -69,6 +77,7 @@ class ModelRegistry:
                         f"(revision {model.revision} is stale); read it again and retry.")
         except IntegrityError:
             raise _name_taken(changes.get("name")) from None
+        self.db.touch_stamp()
         for key, value in changes.items():
             setattr(model, key, value)
         return model
@@ -79,6 +88,8 @@ class ModelRegistry:
                 Model.__table__.delete().where(Model.id == model.id))
             if result.rowcount != 1:
                 raise not_found("model", model.id)
+            session.execute(Label.__table__.delete().where(Label.model_id == model.id))
+        self.db.touch_stamp()
 
 
 def _name_taken(name) -> Conflict:
