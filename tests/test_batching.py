@@ -12,6 +12,7 @@ import pytest
 
 from service.errors import Busy
 from service.inference import batching, runtime
+from service.inference import service as inference_service
 from service.inference.batching import Batcher, BatchPolicy
 from tests.conftest import LESSON_LAYERS
 from tests.test_inference import keras_model
@@ -70,7 +71,8 @@ def test_concurrent_requests_each_get_their_own_rows(app, client, config, lesson
         calls.append(arrays[0].shape[0])
         return real(loaded, arrays)
 
-    monkeypatch.setattr(runtime, "predict_arrays", counted)
+    # Every model call, batched or not, goes through the service's predict_arrays.
+    monkeypatch.setattr(inference_service, "predict_arrays", counted)
     assert patch_batching(client, lesson, {"max_batch_size": 32, "max_latency_ms": 200,
                                            "max_queue": 64}).status_code == 200
     x, _ = lesson_data(rows=40, seed=21)
@@ -107,7 +109,7 @@ def test_a_full_queue_is_a_503_with_retry_after(app, client, lesson, monkeypatch
         gate.wait(30)
         return real(loaded, arrays)
 
-    monkeypatch.setattr(runtime, "predict_arrays", slow)
+    monkeypatch.setattr(inference_service, "predict_arrays", slow)
     assert patch_batching(client, lesson, {"max_batch_size": 8, "max_latency_ms": 0,
                                            "max_queue": 1}).status_code == 200
     url, body = f"/models/{lesson['id']}/predict", {"instances": [[0.5] * 100]}

@@ -44,13 +44,16 @@ class LoadedModel:
     # The dynamic batcher of this version, made on the first batched request.
     batcher: Batcher | None = None
 
-    def batcher_for(self, policy: BatchPolicy, label: str) -> Batcher:
-        """This version's batcher under `policy`; a new one when the policy changed."""
+    def batcher_for(self, policy: BatchPolicy, label: str,
+                    run: Callable[[list[np.ndarray]], list[np.ndarray]]) -> Batcher:
+        """This version's batcher under `policy`, running batches with `run`.
+
+        A new batcher replaces the old one when the policy changed; the old one answers
+        what it holds, then its thread ends idle.
+        """
         with self.lock:
             if self.batcher is None or self.batcher.policy != policy:
-                # The old one, if any, answers what it holds, then its thread ends idle.
-                self.batcher = Batcher(lambda arrays: predict_arrays(self, arrays), policy,
-                                       label)
+                self.batcher = Batcher(run, policy, label)
             return self.batcher
 
 

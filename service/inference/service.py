@@ -104,11 +104,15 @@ class InferenceService:
                                 field_name, plain_numbers)
         metrics.record_prediction(model.id, arrays[0].shape[0])
         loaded = self._load(model, version, for_evaluate=False)
+
+        def run(batch: list[np.ndarray]) -> list[np.ndarray]:
+            metrics.observe_batch(model.id, batch[0].shape[0])  # rows per model call
+            return predict_arrays(loaded, batch)
+
         policy = BatchPolicy.of(model.batching)
         if policy is not None and arrays[0].shape[0] < policy.max_batch_size:
-            return loaded.batcher_for(policy, _label(model, version)).submit(arrays)
-        metrics.observe_batch(model.id, arrays[0].shape[0])  # batched: in Batcher._run
-        return predict_arrays(loaded, arrays)
+            return loaded.batcher_for(policy, _label(model, version), run).submit(arrays)
+        return run(arrays)
 
     def resolve_named(self, tenant_id: str, name: str,
                       number: int | None = None) -> tuple[Model, Version]:
