@@ -39,3 +39,19 @@ LESSON_LAYERS = [
     {"type": "Dense", "units": 10},
     {"type": "Activation", "activation": "softmax"},
 ]
+
+
+@pytest.fixture(scope="module")
+def lesson(app):
+    """The lesson's MLP with one trained version, made once per test module."""
+    from tests.trained import trained_lesson
+
+    return trained_lesson(app)
+
+
+@pytest.fixture(scope="module")
+def two_inputs(app):
+    """The two-input, two-output functional model with one trained version."""
+    from tests.trained import trained_two_inputs
+
+    return trained_two_inputs(app)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,18 +13,8 @@ from service.errors import Busy
 from service.inference import batching, runtime
 from service.inference import service as inference_service
 from service.inference.batching import Batcher, BatchPolicy
-from tests.conftest import LESSON_LAYERS
 from tests.test_inference import keras_model
-from tests.trained import LESSON_COMPILE, compiled_model, lesson_data, train_version
-
-
-@pytest.fixture(scope="module")
-def lesson(app):
-    client = app.test_client()
-    model = compiled_model(client, f"batched-{uuid.uuid4().hex[:8]}", LESSON_COMPILE,
-                           layers=LESSON_LAYERS)
-    train_version(app, model["id"], *lesson_data())
-    return model
+from tests.trained import lesson_data
 
 
 def patch_batching(client, model, batching):

@@ -6,7 +6,6 @@ import dataclasses
 import threading
 import uuid
 
-import keras
 import numpy as np
 import pytest
 
@@ -14,10 +13,9 @@ from service.inference import ModelCache, runtime
 from tests.conftest import LESSON_LAYERS
 from tests.trained import (
     LESSON_COMPILE,
-    TWO_INPUTS,
-    TWO_INPUTS_COMPILE,
     compiled_model,
     lesson_data,
+    load_version_file,
     train_version,
     two_input_data,
 )
@@ -25,29 +23,7 @@ from tests.trained import (
 JSON_PROBLEM = "application/problem+json"
 
 
-@pytest.fixture(scope="module")
-def lesson(app):
-    """The lesson's model (100 -> 10, softmax), fitted once: version 1."""
-    client = app.test_client()
-    model = compiled_model(client, f"lesson-{uuid.uuid4().hex[:8]}", LESSON_COMPILE,
-                           layers=LESSON_LAYERS)
-    train_version(app, model["id"], *lesson_data())
-    return client.get(f"/models/{model['id']}").get_json()
-
-
-@pytest.fixture(scope="module")
-def two_inputs(app):
-    """A functional model with inputs features (4) and extra (3), outputs label and score."""
-    client = app.test_client()
-    model = compiled_model(client, f"two-{uuid.uuid4().hex[:8]}", TWO_INPUTS_COMPILE,
-                           **TWO_INPUTS)
-    train_version(app, model["id"], *two_input_data())
-    return client.get(f"/models/{model['id']}").get_json()
-
-
-def keras_model(config, model: dict, number: int = 1):
-    path = config.data_dir / "models" / model["id"] / f"v{number}.keras"
-    return keras.saving.load_model(path, safe_mode=True)
+keras_model = load_version_file
 
 
 def predict(client, model: dict, body):

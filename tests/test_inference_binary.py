@@ -4,43 +4,18 @@ from __future__ import annotations
 
 import io
 import pickle
-import uuid
 import zipfile
 
 import numpy as np
 import pytest
 
-from tests.conftest import LESSON_LAYERS
 from tests.test_inference import JSON_PROBLEM, keras_model
 from tests.trained import (
-    LESSON_COMPILE,
-    TWO_INPUTS,
-    TWO_INPUTS_COMPILE,
-    compiled_model,
     lesson_data,
-    train_version,
     two_input_data,
 )
 
 NPY, NPZ = "application/x-npy", "application/x-npz"
-
-
-@pytest.fixture(scope="module")
-def lesson(app):
-    client = app.test_client()
-    model = compiled_model(client, f"lesson-{uuid.uuid4().hex[:8]}", LESSON_COMPILE,
-                           layers=LESSON_LAYERS)
-    train_version(app, model["id"], *lesson_data())
-    return client.get(f"/models/{model['id']}").get_json()
-
-
-@pytest.fixture(scope="module")
-def two_inputs(app):
-    client = app.test_client()
-    model = compiled_model(client, f"two-{uuid.uuid4().hex[:8]}", TWO_INPUTS_COMPILE,
-                           **TWO_INPUTS)
-    train_version(app, model["id"], *two_input_data())
-    return client.get(f"/models/{model['id']}").get_json()
 
 
 def npy(array: np.ndarray, **save) -> bytes:

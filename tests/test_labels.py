@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -12,20 +10,15 @@ from service.registry.labels import LabelRegistry
 from service.registry.tables import DEFAULT_TENANT, Label, Version
 from service.storage import new_id
 from tests.conftest import LESSON_LAYERS
-from tests.trained import LESSON_COMPILE, compiled_model, lesson_data, train_version
+from tests.trained import LESSON_COMPILE, compiled_model, lesson_data, trained_lesson
 
 JSON_PROBLEM = "application/problem+json"
 
 
 @pytest.fixture(scope="module")
 def mlp(app):
-    """The lesson's model with versions 1 and 2 (one more epoch: other weights)."""
-    client = app.test_client()
-    model = compiled_model(client, f"labels-{uuid.uuid4().hex[:8]}", LESSON_COMPILE,
-                           layers=LESSON_LAYERS)
-    train_version(app, model["id"], *lesson_data())
-    train_version(app, model["id"], *lesson_data(seed=1))
-    return client.get(f"/models/{model['id']}").get_json()
+    """The lesson's model with versions 1 and 2 (trained on other data: other weights)."""
+    return trained_lesson(app, versions=2)
 
 
 def with_versions(app, client, name: str, count: int) -> dict:

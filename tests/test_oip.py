@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
-import keras
 import numpy as np
 import orjson
 import pytest
@@ -14,40 +11,17 @@ from service.oip import DATATYPE_OF
 from tests.conftest import LESSON_LAYERS
 from tests.trained import (
     LESSON_COMPILE,
-    TWO_INPUTS,
-    TWO_INPUTS_COMPILE,
     compiled_model,
     lesson_data,
-    train_version,
+    load_version_file,
     two_input_data,
 )
 
 HEADER = "Inference-Header-Content-Length"
 
 
-@pytest.fixture(scope="module")
-def lesson(app):
-    """The lesson's MLP (input_layer: 100 -> activation_1: 10), fitted once: version 1."""
-    client = app.test_client()
-    model = compiled_model(client, f"oip-lesson-{uuid.uuid4().hex[:8]}", LESSON_COMPILE,
-                           layers=LESSON_LAYERS)
-    train_version(app, model["id"], *lesson_data())
-    return client.get(f"/models/{model['id']}").get_json()
-
-
-@pytest.fixture(scope="module")
-def two_inputs(app):
-    """Inputs features (4) and extra (3); outputs label (3, softmax) and score (1)."""
-    client = app.test_client()
-    model = compiled_model(client, f"oip-two-{uuid.uuid4().hex[:8]}", TWO_INPUTS_COMPILE,
-                           **TWO_INPUTS)
-    train_version(app, model["id"], *two_input_data())
-    return client.get(f"/models/{model['id']}").get_json()
-
-
 def keras_predict(config, model: dict, x):
-    path = config.data_dir / "models" / model["id"] / "v1.keras"
-    return keras.saving.load_model(path, safe_mode=True).predict(x, verbose=0)
+    return load_version_file(config, model).predict(x, verbose=0)
 
 
 def infer(client, model: dict, inputs: dict, *, binary=False, outputs=None, path=""):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 import numpy as np
 import orjson
 import pytest
@@ -11,34 +9,22 @@ import pytest
 from tests.conftest import LESSON_LAYERS
 from tests.trained import (
     LESSON_COMPILE,
-    TWO_INPUTS,
-    TWO_INPUTS_COMPILE,
     compiled_model,
     lesson_data,
-    train_version,
+    trained_lesson,
     two_input_data,
 )
 
 
 @pytest.fixture(scope="module")
 def mlp(app):
-    """The lesson's model with versions 1 and 2 (one more epoch: other weights)."""
-    client = app.test_client()
-    model = compiled_model(client, f"tfs-mlp-{uuid.uuid4().hex[:8]}", LESSON_COMPILE,
-                           layers=LESSON_LAYERS)
-    train_version(app, model["id"], *lesson_data())
-    train_version(app, model["id"], *lesson_data(seed=1))
-    return client.get(f"/models/{model['id']}").get_json()
+    """The lesson's model with versions 1 and 2 (trained on other data: other weights)."""
+    return trained_lesson(app, versions=2)
 
 
 @pytest.fixture(scope="module")
-def two(app):
-    """Functional: inputs features (4) and extra (3), outputs label (3) and score (1)."""
-    client = app.test_client()
-    model = compiled_model(client, f"tfs-two-{uuid.uuid4().hex[:8]}", TWO_INPUTS_COMPILE,
-                           **TWO_INPUTS)
-    train_version(app, model["id"], *two_input_data())
-    return client.get(f"/models/{model['id']}").get_json()
+def two(two_inputs):
+    return two_inputs
 
 
 def native(client, model: dict, body: dict, version: int | None = None):

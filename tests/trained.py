@@ -7,6 +7,8 @@ successful fit job does.
 
 from __future__ import annotations
 
+import uuid
+
 import keras
 import numpy as np
 
@@ -81,3 +83,32 @@ def two_input_data(rows: int = 32, seed: int = 0) -> tuple[dict, dict]:
     y = {"label": np.eye(3, dtype="float32")[rng.integers(0, 3, rows)],
          "score": rng.normal(size=(rows, 1)).astype("float32")}
     return x, y
+
+
+def trained_lesson(app, versions: int = 1) -> dict:
+    """The lesson's MLP (input_layer: 100 -> activation_1: 10, softmax) with `versions`
+    trained versions, each from other data (so other weights), as GET /models/{id} shows it."""
+    from tests.conftest import LESSON_LAYERS
+
+    client = app.test_client()
+    model = compiled_model(client, f"lesson-{uuid.uuid4().hex[:8]}", LESSON_COMPILE,
+                           layers=LESSON_LAYERS)
+    for seed in range(versions):
+        train_version(app, model["id"], *lesson_data(seed=seed))
+    return client.get(f"/models/{model['id']}").get_json()
+
+
+def trained_two_inputs(app) -> dict:
+    """A functional model: inputs features (4) and extra (3), outputs label (3, softmax) and
+    score (1); one trained version."""
+    client = app.test_client()
+    model = compiled_model(client, f"two-{uuid.uuid4().hex[:8]}", TWO_INPUTS_COMPILE,
+                           **TWO_INPUTS)
+    train_version(app, model["id"], *two_input_data())
+    return client.get(f"/models/{model['id']}").get_json()
+
+
+def load_version_file(config, model: dict, number: int = 1):
+    """Version `number` of `model` straight from the data dir, with plain Keras."""
+    path = config.data_dir / "models" / model["id"] / f"v{number}.keras"
+    return keras.saving.load_model(path, safe_mode=True)
