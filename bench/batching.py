@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import io
-import os
-import platform
 import sys
 import tempfile
 import threading
@@ -25,6 +23,7 @@ import numpy as np
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.machine import describe_machine  # noqa: E402
 from bench.predict_speed import LESSON_LAYERS, trained_model  # noqa: E402
 from tests.server import ServiceProcess  # noqa: E402
 
@@ -98,7 +97,7 @@ def main() -> None:
             rows.append((name, off, on))
     finally:
         service.stop()
-    print(f"machine: {platform.platform()}, {os.cpu_count()} CPUs; {CLIENTS} clients, one "
+    print(f"machine: {describe_machine()}; {CLIENTS} clients, one "
           f"row each, 1 worker; batching {BATCHING}")
     print("| model | off: req/s | off: p50 ms | on: req/s | on: p50 ms | speed-up |")
     print("| --- | --- | --- | --- | --- | --- |")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -23,10 +22,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.machine import describe_machine  # noqa: E402
 from tests.conftest import LESSON_LAYERS  # noqa: E402
 from tests.server import ServiceProcess  # noqa: E402
 
@@ -112,9 +111,7 @@ def main() -> None:
         "plain_median_s": round(statistics.median(plain), 2),
         "service_median_s": round(statistics.median(served), 2),
         "ratio": round(statistics.median(served) / statistics.median(plain), 3),
-        "machine": f"{platform.machine()}, {psutil.cpu_count()} cores, "
-                   f"{psutil.virtual_memory().total / 2**30:.0f} GiB, "
-                   f"Python {platform.python_version()}",
+        "machine": describe_machine(),
     }
     print(json.dumps(result, indent=2))
 

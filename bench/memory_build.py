@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import tempfile
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.machine import describe_machine  # noqa: E402
 from tests.server import ServiceProcess  # noqa: E402
 
 WARM_UP = 20
@@ -85,9 +85,7 @@ def main() -> None:
         "baseline_mb": round(baseline, 1), "final_mb": round(final, 1),
         "growth_mb": round(final - baseline, 1), "peak_mb": round(max(peak, final), 1),
         "ms_per_cycle": round(1000 * elapsed / args.cycles, 1),
-        "machine": f"{platform.machine()}, {psutil.cpu_count()} cores, "
-                   f"{psutil.virtual_memory().total / 2**30:.0f} GiB, "
-                   f"Python {platform.python_version()}",
+        "machine": describe_machine(),
     }
     print(json.dumps(result, indent=2))
 

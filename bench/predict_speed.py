@@ -22,7 +22,6 @@ import argparse
 import io
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -36,6 +35,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench.machine import describe_machine  # noqa: E402
 from tests.server import ServiceProcess, free_port  # noqa: E402
 
 LESSON_LAYERS = [
@@ -182,8 +182,7 @@ def main() -> None:
             server.stop()
         service.stop()
 
-    print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} CPUs, Python {platform.python_version()}")
+    print(f"machine: {describe_machine()}")
     print("| server | case | p50 ms | p95 ms |\n| --- | --- | --- | --- |")
     for name, cases_of in results.items():
         for case, (p50, p95) in cases_of.items():

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import platform
 import sys
 import tempfile
 import threading
@@ -26,6 +25,7 @@ import psutil
 from numpy.lib import format as npy_format
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.machine import describe_machine  # noqa: E402
 from tests.server import ServiceProcess  # noqa: E402
 
 BOUNDARY = "bench-upload-boundary"
@@ -155,9 +155,7 @@ def main() -> None:
         "seconds": round(elapsed, 2),
         "mb_per_second": round(upload_bytes / 2**20 / elapsed, 1),
         "workers": args.workers,
-        "machine": f"{platform.machine()}, {psutil.cpu_count()} cores, "
-                   f"{psutil.virtual_memory().total / 2**30:.0f} GiB, "
-                   f"Python {platform.python_version()}, {platform.system()}",
+        "machine": describe_machine(),
     }
     print(json.dumps(result, indent=2))
 

@@ -25,13 +25,16 @@ def cli() -> None:
     """Build, train, store and serve Keras models over JSON."""
 
 
+def _server_options(command):
+    """The options every command that runs the web server takes."""
+    for name, type_ in reversed([("host", None), ("port", None), ("data_dir", str),
+                                 ("workers", None), ("threads", None), ("database_url", str)]):
+        command = _option(name, type_)(command)
+    return command
+
+
 @cli.command()
-@_option("host")
-@_option("port")
-@_option("data_dir", str)
-@_option("workers")
-@_option("threads")
-@_option("database_url", str)
+@_server_options
 def serve(**options) -> None:
     """Run the service: the web server (gunicorn) and the local trainer."""
     from service.server import run_service
@@ -40,12 +43,7 @@ def serve(**options) -> None:
 
 
 @cli.command()
-@_option("host")
-@_option("port")
-@_option("data_dir", str)
-@_option("workers")
-@_option("threads")
-@_option("database_url", str)
+@_server_options
 def web(**options) -> None:
     """Run only the web server (gunicorn); trainers run elsewhere."""
     from service.server import run_web
