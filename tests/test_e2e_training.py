@@ -270,3 +270,22 @@ def test_fit_needs_a_compiled_model(service):
     response = service.post(f"/models/{draft['id']}/fit",
                             json={"dataset": dataset["id"], "epochs": 1})
     assert response.status_code == 409 and "compile" in response.json()["detail"]
+
+
+def test_eight_fits_on_eight_models_with_one_job_slot_all_succeed(service):
+    dataset = service.post("/datasets", json={
+        "x": RNG.random((64, 100)).round(3).tolist(),
+        "y": np.eye(10)[RNG.integers(0, 10, 64)].tolist()}).json()
+    jobs = []
+    for index in range(8):
+        model = compiled_lesson_model(service, f"queued-{index}")
+        response = service.post(f"/models/{model['id']}/fit", json={
+            "dataset": dataset["id"], "epochs": 2, "batch_size": 16})
+        assert response.status_code == 202, response.text
+        jobs.append(response.json()["id"])
+    ended = [wait_for(service, job, ("succeeded", "failed", "cancelled"), timeout=300)
+             for job in jobs]
+    assert [job["state"] for job in ended] == ["succeeded"] * 8, [j["error"] for j in ended]
+    # One slot: no two of them ran at the same time.
+    spans = sorted((job["started_at"], job["finished_at"]) for job in ended)
+    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False))
