@@ -288,4 +288,5 @@ def test_eight_fits_on_eight_models_with_one_job_slot_all_succeed(service):
     assert [job["state"] for job in ended] == ["succeeded"] * 8, [j["error"] for j in ended]
     # One slot: no two of them ran at the same time.
     spans = sorted((job["started_at"], job["finished_at"]) for job in ended)
-    assert all(end <= next_start for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False))
+    assert all(end <= next_start
+               for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False))
