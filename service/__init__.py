@@ -48,14 +48,14 @@ def create_app(config: Config | None = None) -> Flask:
         health,
         inference,
         jobs,
+        labels,
         layers,
+        metrics,
         models,
+        oip,
+        tfserving,
         versions,
     )
-    from service.api import labels as labels_api
-    from service.api import metrics as metrics_api
-    from service.api import oip as oip_api
-    from service.api import tfserving as tfserving_api
     from service.api.context import Services
     from service.builder import BuilderPool
     from service.datasets import DatasetLimits, DatasetService
@@ -93,28 +93,26 @@ def create_app(config: Config | None = None) -> Flask:
     atexit.register(builder.close)
     limits = BuildLimits(max_layers=config.max_layers, max_params=config.max_params)
     model_rows, dataset_rows = ModelRegistry(database), DatasetRegistry(database)
+    version_rows, label_rows = VersionRegistry(database), LabelRegistry(database)
+    # One prediction path for the native API, /v1 and /v2.
+    predictions = InferenceService(model_rows, version_rows, dataset_rows, store, config)
     app.extensions["keras_service"] = Services(
         config=config, database=database, store=store, builder=builder,
         models=ModelService(model_rows, store, builder, limits),
         datasets=DatasetService(dataset_rows, store, DatasetLimits.from_config(config)),
         training=TrainingService(model_rows, JobRegistry(database), dataset_rows,
                                  LocalJobQueue(), config),
-        inference=InferenceService(model_rows, VersionRegistry(database), dataset_rows,
-                                   store, config))
-    services, label_rows = app.extensions["keras_service"], LabelRegistry(database)
-    services.labels = LabelService(model_rows, services.inference.versions, label_rows)
-    services.tfserving = TFServing(services.inference, label_rows)
+        inference=predictions,
+        labels=LabelService(model_rows, version_rows, label_rows),
+        tfserving=TFServing(predictions, label_rows))
 
     class ServiceApi(Api):
         ERROR_SCHEMA = ProblemSchema
 
     api = ServiceApi(app, spec_kwargs={"info": {"description": DESCRIPTION}})
-    for module in (models, layers, datasets, jobs, versions, inference, catalog, health, docs):
+    for module in (models, layers, datasets, jobs, versions, inference, catalog, health, docs,
+                   metrics, oip, labels, tfserving):
         api.register_blueprint(module.blp)
-    api.register_blueprint(metrics_api.blp)
-    api.register_blueprint(oip_api.blp)
-    api.register_blueprint(labels_api.blp)
-    api.register_blueprint(tfserving_api.blp)
     app.register_blueprint(docs.assets)
     for endpoint, (path, operations) in DOC_ONLY_PATHS.items():
         rule = next(app.url_map.iter_rules(endpoint))

@@ -29,9 +29,8 @@ class Services:
     datasets: DatasetService
     training: TrainingService
     inference: InferenceService
-    # Set by create_app once `inference` exists: labels and /v1 build on it.
-    labels: LabelService | None = None
-    tfserving: TFServing | None = None
+    labels: LabelService
+    tfserving: TFServing
 
 
 def services() -> Services:
