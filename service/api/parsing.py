@@ -12,6 +12,7 @@ from flask import current_app
 from webargs.flaskparser import FlaskParser
 
 from service.errors import MalformedRequest, UnsupportedMediaType
+from service.tensors import json_kind
 
 JSON_TYPES = ("application/json",)
 
@@ -52,14 +53,8 @@ def load_json_object(request) -> dict:
         raise MalformedRequest(f"The JSON body is nested deeper than {limit} levels "
                                "(KERAS_SERVICE_MAX_JSON_DEPTH).")
     if not isinstance(value, dict):
-        raise MalformedRequest(f"Expected a JSON object; received a JSON "
-                               f"{_json_kind(value)}.")
+        raise MalformedRequest(f"Expected a JSON object; received {json_kind(value)}.")
     return value
-
-
-def _json_kind(value) -> str:
-    kinds = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
-    return "null" if value is None else kinds.get(type(value), type(value).__name__)
 
 
 class JsonParser(FlaskParser):

@@ -22,6 +22,7 @@ from service.errors import (
 from service.inference.binary import NPY, NPZ, npy_bytes, npy_columns, npz_bytes, npz_columns
 from service.inference.inputs import columns_by_name, columns_from_rows, has_json_literals
 from service.registry.tables import Model
+from service.tensors import json_kind
 
 JSON = "application/json"
 ANSWER_TYPES = (JSON, NPY, NPZ)
@@ -115,8 +116,7 @@ def _json_object(body: bytes) -> dict:
     except orjson.JSONDecodeError as error:
         raise MalformedRequest(f"The body is not valid JSON: {error}.") from None
     if not isinstance(value, dict):
-        kind = "array" if isinstance(value, list) else type(value).__name__
-        raise MalformedRequest(f"Expected a JSON object; received a JSON {kind}.")
+        raise MalformedRequest(f"Expected a JSON object; received {json_kind(value)}.")
     # Not walked for KERAS_SERVICE_MAX_JSON_DEPTH (a third of a one-row request's time):
     # nothing here recurses, orjson stops at 1024 levels, and the arrays' rank is checked
     # against the model's inputs before anything else reads them.
