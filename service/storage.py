@@ -122,6 +122,15 @@ class ArtifactStore:
     def remove_model(self, model_id: str) -> None:
         shutil.rmtree(self.model_dir(model_id), ignore_errors=True)
 
+    def remove_versions_from(self, model_id: str, first_number: int) -> list[int]:
+        """Remove the model's version files numbered `first_number` or more; return those."""
+        removed = []
+        for path in self.model_dir(model_id).glob("v*.keras"):
+            if _ARTIFACT_PATTERN.fullmatch(path.name) and int(path.stem[1:]) >= first_number:
+                self.remove_file(path)
+                removed.append(int(path.stem[1:]))
+        return sorted(removed)
+
     def remove_file(self, path: Path) -> None:
         with contextlib.suppress(FileNotFoundError):
             Path(path).unlink()

@@ -7,8 +7,9 @@ waits with TensorFlow imported, so a fit does not pay the import (~6 s) when it 
 
 Jobs whose runner died (this trainer was killed, or the machine) are found at start-up and
 every few seconds after, and end `failed` with the reason "interrupted"; their model goes
-back to the state it had before the fit. They are not re-queued: a fit that crashed once
-may crash again, so the client decides.
+back to the state it had before the fit, and a version file such a job wrote but never
+recorded (killed between the file's rename and the registry's commit) is removed. They are
+not re-queued: a fit that crashed once may crash again, so the client decides.
 """
 
 from __future__ import annotations
@@ -21,13 +22,19 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
 from service.config import Config
 from service.registry import Database, JobRegistry
+from service.registry.jobs import FINAL_STATES
+from service.storage import ArtifactStore
 
 log = logging.getLogger("keras_service.trainer")
 POLL_S = 0.2
 ORPHAN_CHECK_S = 5.0
+# /proc gives a process's start in clock ticks after a boot time counted in whole seconds.
+START_TIME_SLACK_S = 2.0
 INTERRUPTED = ("interrupted: the trainer running this fit stopped before it ended (killed, "
                "crashed or shut down); the model is as it was before the fit. Fit again to retry.")
 
@@ -84,6 +91,7 @@ class LocalTrainer:
         self.config = config
         self.database = Database(config.database_url, config.data_dir)
         self.jobs = JobRegistry(self.database)
+        self.store = ArtifactStore(config.data_dir)
         self.host = socket.gethostname()
         self.runner = f"{self.host}:{os.getpid()}"
         self.context = multiprocessing.get_context("spawn")
@@ -113,10 +121,26 @@ class LocalTrainer:
         for job in self.jobs.running_on(self.host + ":"):
             pid = int(job.runner.rsplit(":", 1)[1])
             mine = job.runner == self.runner
-            if (mine and job.id in self.running) or (not mine and _alive(pid)):
+            if (mine and job.id in self.running) or (
+                    not mine and _runner_alive(pid, job.started_at)):
                 continue
             log.warning("job %s was interrupted (runner %s is gone)", job.id, job.runner)
-            self.jobs.end(job.id, "failed", error=INTERRUPTED)
+            self._fail(job.id, INTERRUPTED)
+
+    def _fail(self, job_id: str, error: str) -> None:
+        """End a job whose process is gone, with no version file it left unrecorded."""
+        job = self.jobs.by_id(job_id)
+        if job is None or job.state in FINAL_STATES:
+            return  # its process recorded the outcome itself
+        # Before the job ends it still holds its model (one fit per model at a time), so a
+        # version file past the recorded ones can only be this job's, written just before
+        # a kill. Removed first: once the job ends, another fit may write that number.
+        unrecorded = self.store.remove_versions_from(
+            job.model_id, self.jobs.next_version_number(job.model_id))
+        if unrecorded:
+            log.warning("job %s: removed version file(s) %s it wrote but never recorded",
+                        job_id, unrecorded)
+        self.jobs.end(job_id, "failed", error=error)
 
     def _start_queued_jobs(self) -> None:
         while len(self.running) < self.config.max_concurrent_jobs:
@@ -153,7 +177,7 @@ class LocalTrainer:
             del self.running[job_id]
             code = child.process.exitcode
             # A child that ended normally has recorded its job; otherwise do it for it.
-            self.jobs.end(job_id, "failed", error=_exit_reason(code))
+            self._fail(job_id, _exit_reason(code))
             log.info("job %s process ended with code %s", job_id, code)
 
     def _stop(self, *_) -> None:
@@ -164,7 +188,7 @@ class LocalTrainer:
             child.process.kill()
             child.process.join(timeout=10)
         for job_id in self.running:
-            self.jobs.end(job_id, "failed", error=INTERRUPTED)
+            self._fail(job_id, INTERRUPTED)
         self.database.engine.dispose()
         log.info("trainer %s stopped", self.runner)
 
@@ -177,6 +201,32 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _runner_alive(pid: int, claimed_at: datetime | None) -> bool:
+    """Whether `pid` is still the process that claimed a job at `claimed_at`.
+
+    After a restart (of a container, say) the old runner's pid may belong to a new process
+    that has nothing to do with the job; a process started after the claim is not its runner.
+    """
+    if not _alive(pid):
+        return False
+    started = _process_start_time(pid)
+    return (started is None or claimed_at is None
+            or started <= claimed_at.timestamp() + START_TIME_SLACK_S)
+
+
+def _process_start_time(pid: int) -> float | None:
+    """When process `pid` started, in seconds since the epoch; None where /proc cannot say."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(line for line in Path("/proc/stat").read_text().splitlines()
+                    if line.startswith("btime "))
+    except (OSError, StopIteration):
+        return None
+    # Fields after the command name (which may hold spaces), from field 3; 22 is starttime.
+    ticks = int(stat.rsplit(")", 1)[1].split()[19])
+    return int(boot.split()[1]) + ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _exit_reason(code: int | None) -> str:
