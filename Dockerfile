@@ -25,4 +25,7 @@ EXPOSE 8000
 HEALTHCHECK --interval=15s --timeout=3s --start-period=60s --retries=3 \
     CMD python -c "import urllib.request, sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status == 200 else 1)"
 
-CMD ["keras-service", "serve", "--host", "0.0.0.0", "--port", "8000", "--data-dir", "/data"]
+# Listening beyond loopback needs an API key first (or --insecure): create one with
+#   docker run --rm -v keras-data:/data IMAGE keys create --tenant NAME --scopes admin
+ENTRYPOINT ["keras-service"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8000", "--data-dir", "/data"]

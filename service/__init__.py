@@ -57,6 +57,8 @@ def create_app(config: Config | None = None) -> Flask:
         versions,
     )
     from service.api.context import Services
+    from service.auth import guard
+    from service.auth.keyring import KeyRing
     from service.builder import BuilderPool
     from service.datasets import DatasetLimits, DatasetService
     from service.errors import register_error_handlers
@@ -65,9 +67,16 @@ def create_app(config: Config | None = None) -> Flask:
     from service.label_service import LabelService
     from service.limits import BuildLimits
     from service.model_service import ModelService
-    from service.openapi import DESCRIPTION, OPENAPI_SETTINGS, spec_to_yaml
+    from service.openapi import (
+        BEARER_SCHEME,
+        BEARER_SECURITY,
+        DESCRIPTION,
+        OPENAPI_SETTINGS,
+        spec_to_yaml,
+    )
     from service.registry import Database, JobRegistry, ModelRegistry, VersionRegistry
     from service.registry.datasets import DatasetRegistry
+    from service.registry.keys import KeyRegistry
     from service.registry.labels import LabelRegistry
     from service.server import configure_logging
     from service.storage import ArtifactStore
@@ -105,11 +114,15 @@ def create_app(config: Config | None = None) -> Flask:
         inference=predictions,
         labels=LabelService(model_rows, version_rows, label_rows),
         tfserving=TFServing(predictions, label_rows))
+    guard.install(app, KeyRing(KeyRegistry(database), config.serving_refresh_ms / 1000),
+                 open_without_keys=config.insecure or guard.is_loopback(config.host))
 
     class ServiceApi(Api):
         ERROR_SCHEMA = ProblemSchema
 
-    api = ServiceApi(app, spec_kwargs={"info": {"description": DESCRIPTION}})
+    api = ServiceApi(app, spec_kwargs={"info": {"description": DESCRIPTION},
+                                       "security": [{BEARER_SCHEME: []}]})
+    api.spec.components.security_scheme(BEARER_SCHEME, BEARER_SECURITY)
     for module in (models, layers, datasets, jobs, versions, inference, catalog, health, docs,
                    metrics, oip, labels, tfserving):
         api.register_blueprint(module.blp)

@@ -29,6 +29,9 @@ class Setting:
 SETTINGS = [
     Setting("host", "127.0.0.1", "Address to listen on."),
     Setting("port", 8000, "Port to listen on."),
+    Setting("insecure", False,
+            "Whether a service with no API keys may listen beyond loopback; every caller is "
+            "then the default tenant with the admin scope. Off: it refuses to start."),
     Setting("data_dir", "./data", "Folder for the SQLite registry and the `.keras` files."),
     Setting("database_url", "",
             "SQLAlchemy URL of the registry; empty means `sqlite:///DATA_DIR/registry.sqlite3`. "
@@ -83,6 +86,7 @@ def _convert(raw: str, default: object, env: str) -> object:
 class Config:
     host: str
     port: int
+    insecure: bool
     data_dir: Path
     database_url: str
     workers: int

@@ -53,6 +53,19 @@ class MalformedRequest(ServiceError):
     status, title, slug = 400, "Malformed request", "malformed-request"
 
 
+class Unauthorized(ServiceError):
+    """No API key, or one that is unknown or revoked (WWW-Authenticate says how to send one)."""
+
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+
+class Forbidden(ServiceError):
+    """A valid key whose scope does not cover the operation (never for another tenant's
+    things: those are 404, so that a key cannot tell whether they exist)."""
+
+    status, title, slug = 403, "Forbidden", "forbidden"
+
+
 class NotFound(ServiceError):
     status, title, slug = 404, "Not found", "not-found"
 

@@ -20,6 +20,15 @@ DESCRIPTION = (
     "RFC 9457 problem document (application/problem+json)."
 )
 
+BEARER_SCHEME = "apiKey"
+BEARER_SECURITY = {
+    "type": "http", "scheme": "bearer",
+    "description": "An API key from `keras-service keys create`. Needed on every route but "
+                   "the health probes once one key exists (401 without a valid key, 403 when "
+                   "its scope does not cover the operation). Another tenant's models, "
+                   "datasets, jobs, versions and labels answer 404.",
+}
+
 
 def spec_to_yaml(spec: dict) -> str:
     return yaml.safe_dump(spec, sort_keys=False, allow_unicode=True, width=100)

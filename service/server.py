@@ -24,6 +24,7 @@ from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
 
+from service.auth.exposure import check_exposure
 from service.config import Config
 
 log = logging.getLogger("keras_service")
@@ -93,10 +94,12 @@ def prepare_metrics_dir() -> str | None:
     return os.environ[METRICS_DIR_ENV]
 
 
-def run_web(config: Config) -> None:
+def run_web(config: Config, exposure_checked: bool = False) -> None:
     """gunicorn over create_app(): preload off, so the master never imports the app."""
-    made = prepare_metrics_dir()
     configure_logging(config)
+    if not exposure_checked:  # `serve` checks before it starts anything
+        check_exposure(config)
+    made = prepare_metrics_dir()
     from service.metrics import worker_exited
 
     try:
@@ -153,8 +156,10 @@ class Supervisor:
         return code
 
     def _start(self, command: str) -> None:
+        # The web server is told that the supervisor has checked the exposure rule already.
+        flags = ["--exposure-checked"] if command == "web" else []
         self.children[command] = subprocess.Popen(
-            [sys.executable, "-m", "service", command],
+            [sys.executable, "-m", "service", command, *flags],
             env={**os.environ, **self.config.to_env()})
 
     def _stop(self, *_) -> None:
@@ -175,4 +180,5 @@ class Supervisor:
 def run_service(config: Config) -> int:
     configure_logging(config)
     prepare_data_dir(config)
+    check_exposure(config)
     return Supervisor(config).run()

@@ -16,8 +16,9 @@ def test_dockerfile_runs_keras_service_as_non_root_with_a_healthcheck():
     assert re.search(r"^VOLUME .*/data", dockerfile, re.M)
     assert re.search(r"^EXPOSE 8000$", dockerfile, re.M)
     assert re.search(r"^HEALTHCHECK .*127\.0\.0\.1:8000/healthz", dockerfile, re.M)
+    assert re.search(r'^ENTRYPOINT \["keras-service"\]$', dockerfile, re.M)
     command = re.search(r"^CMD (.+)$", dockerfile, re.M).group(1)
-    assert '"keras-service", "serve"' in command
+    assert command.startswith('["serve"')
     assert '"--host", "0.0.0.0"' in command and '"--port", "8000"' in command
 
 

@@ -12,7 +12,7 @@ import uuid
 import keras
 import numpy as np
 
-from service.registry.tables import DEFAULT_TENANT, Model, Version, utcnow
+from service.registry.tables import Model, Version, utcnow
 from service.storage import atomic_path, new_id, sha256_of
 
 LESSON_COMPILE = {"loss": "categorical_crossentropy", "optimizer": "sgd",
@@ -59,10 +59,10 @@ def train_version(app, model_id: str, x, y, *, epochs: int = 1) -> int:
     sha256 = sha256_of(path)
     metrics = {name: float(values[-1]) for name, values in history.history.items()}
     with database.transaction() as session:
-        session.add(Version(id=new_id(), tenant_id=DEFAULT_TENANT, model_id=model_id,
+        model = session.get(Model, model_id)
+        session.add(Version(id=new_id(), tenant_id=model.tenant_id, model_id=model_id,
                             number=number, sha256=sha256, bytes=path.stat().st_size,
                             metrics=metrics, job_id=None))
-        model = session.get(Model, model_id)
         model.state, model.version, model.artifact = "trained", number, path.name
         model.artifact_sha256, model.revision, model.updated_at = (
             sha256, model.revision + 1, utcnow())
@@ -85,12 +85,13 @@ def two_input_data(rows: int = 32, seed: int = 0) -> tuple[dict, dict]:
     return x, y
 
 
-def trained_lesson(app, versions: int = 1) -> dict:
+def trained_lesson(app, versions: int = 1, client=None) -> dict:
     """The lesson's MLP (input_layer: 100 -> activation_1: 10, softmax) with `versions`
-    trained versions, each from other data (so other weights), as GET /models/{id} shows it."""
+    trained versions, each from other data (so other weights), as GET /models/{id} shows it.
+    `client`: one that sends an API key, where the app has keys."""
     from tests.conftest import LESSON_LAYERS
 
-    client = app.test_client()
+    client = client or app.test_client()
     model = compiled_model(client, f"lesson-{uuid.uuid4().hex[:8]}", LESSON_COMPILE,
                            layers=LESSON_LAYERS)
     for seed in range(versions):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app, request
+from flask import current_app, g, request
 
 from service.builder import BuilderPool
 from service.config import Config
@@ -13,7 +13,6 @@ from service.inference import InferenceService
 from service.label_service import LabelService
 from service.model_service import ModelService, etag_of
 from service.registry import Database
-from service.registry.tables import DEFAULT_TENANT
 from service.storage import ArtifactStore
 from service.tfserving import TFServing
 from service.training_service import TrainingService
@@ -38,8 +37,8 @@ def services() -> Services:
 
 
 def tenant_id() -> str:
-    """The caller's tenant. Until API keys exist every caller is the default tenant."""
-    return DEFAULT_TENANT
+    """The caller's tenant, as the API key check found it (service/auth/guard.py)."""
+    return g.caller.tenant_id
 
 
 def if_match() -> str | None:

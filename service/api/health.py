@@ -11,6 +11,7 @@ blp = Blueprint("health", __name__, description="Liveness and readiness.")
 
 @blp.route("/healthz")
 class Health(MethodView):
+    @blp.doc(security=[])  # probes need no API key
     @blp.response(200, HealthSchema)
     def get(self):
         """Answer while the process is up"""
@@ -19,6 +20,7 @@ class Health(MethodView):
 
 @blp.route("/readyz")
 class Ready(MethodView):
+    @blp.doc(security=[])  # probes need no API key
     @blp.response(200, ReadySchema)
     @blp.alt_response(503, schema=ReadySchema, description="A dependency is unavailable.")
     def get(self):

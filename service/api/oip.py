@@ -50,6 +50,7 @@ class ServerMetadata(MethodView):
 
 @blp.route("/health/live")
 class Live(MethodView):
+    @blp.doc(security=[])  # probes need no API key
     @blp.response(200, OipLiveSchema)
     def get(self):
         """Answer 200 while the process is up"""
@@ -58,6 +59,7 @@ class Live(MethodView):
 
 @blp.route("/health/ready")
 class Ready(MethodView):
+    @blp.doc(security=[])  # probes need no API key
     @blp.response(200, OipReadySchema)
     @blp.alt_response(503, schema=OipReadySchema, description="A dependency is unavailable.")
     def get(self):

@@ -10,13 +10,11 @@ loaded versions which models are gone, so a deleted model's weights are freed.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable
 
 from service.errors import not_found
 from service.registry import ModelRegistry, VersionRegistry
-from service.registry.stamp import RegistryStamp
+from service.registry.stamp import RegistryStamp, StampedRefresh
 from service.registry.tables import Model, Version
 
 
@@ -33,19 +31,15 @@ class ServingMetadata:
                  forget: Callable[[set[str]], None]):
         self.models = models
         self.versions = versions
-        self.stamp = stamp
-        self.refresh_s = refresh_s
         self.loaded_models = loaded_models
         self.forget = forget
-        self._lock = threading.Lock()
-        self._seen_stamp = -1
-        self._expires = 0.0
+        self._fresh = StampedRefresh(stamp, refresh_s, self._reload)
         self._by_id: dict[str, Model] = {}
         self._by_name: dict[tuple[str, str], Model] = {}
         self._versions: dict[tuple[str, int], Version] = {}
 
     def model(self, tenant_id: str, model_id: str) -> Model:
-        self._check_fresh()
+        self._fresh.check()
         by_id = self._by_id
         model = by_id.get(model_id)
         if model is None:
@@ -55,7 +49,7 @@ class ServingMetadata:
         return model
 
     def model_named(self, tenant_id: str, name: str) -> Model:
-        self._check_fresh()
+        self._fresh.check()
         by_id = self._by_id
         model = self._by_name.get((tenant_id, name))
         if model is None:
@@ -78,18 +72,10 @@ class ServingMetadata:
             self._by_name[(model.tenant_id, model.name)] = model
         return model
 
-    def _check_fresh(self) -> None:
-        stamp = self.stamp.read()
-        if stamp == self._seen_stamp and time.monotonic() < self._expires:
-            return
-        with self._lock:
-            if stamp == self._seen_stamp and time.monotonic() < self._expires:
-                return  # another thread refreshed meanwhile
-            # New dicts, not clear(): a thread reading the old ones finishes with them.
-            self._by_id, self._by_name, self._versions = {}, {}, {}
-            loaded = self.loaded_models()
-            gone = loaded - self.models.existing_ids(loaded)
-            if gone:
-                self.forget(gone)
-            self._seen_stamp = stamp
-            self._expires = time.monotonic() + self.refresh_s
+    def _reload(self) -> None:
+        # New dicts, not clear(): a thread reading the old ones finishes with them.
+        self._by_id, self._by_name, self._versions = {}, {}, {}
+        loaded = self.loaded_models()
+        gone = loaded - self.models.existing_ids(loaded)
+        if gone:
+            self.forget(gone)

@@ -9,7 +9,9 @@ Every write that changes what is served calls `touch()` after its commit.
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 STAMP_NAME = ".registry-stamp"
@@ -48,3 +50,30 @@ def stamp_for(url: str, data_dir: Path | None) -> RegistryStamp:
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         return RegistryStamp(Path(url[len("sqlite:///"):]).parent / STAMP_NAME)
     return RegistryStamp(None)
+
+
+class StampedRefresh:
+    """Calls `reload` when the stamp has moved or `refresh_s` has passed since the last call.
+
+    For per-worker caches of registry rows: `check()` costs one `os.stat` when nothing
+    changed; the interval covers writers on other hosts, which do not touch this stamp.
+    """
+
+    def __init__(self, stamp: RegistryStamp, refresh_s: float, reload: Callable[[], None]):
+        self.stamp = stamp
+        self.refresh_s = refresh_s
+        self.reload = reload
+        self._lock = threading.Lock()
+        self._seen = -1
+        self._expires = 0.0
+
+    def check(self) -> None:
+        stamp = self.stamp.read()
+        if stamp == self._seen and time.monotonic() < self._expires:
+            return
+        with self._lock:
+            if stamp == self._seen and time.monotonic() < self._expires:
+                return  # another thread reloaded meanwhile
+            self.reload()
+            self._seen = stamp
+            self._expires = time.monotonic() + self.refresh_s
