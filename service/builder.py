@@ -15,6 +15,7 @@ import logging
 import multiprocessing
 import os
 import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures.process import BrokenProcessPool
@@ -23,10 +24,26 @@ from dataclasses import dataclass
 from service.errors import Busy
 
 log = logging.getLogger(__name__)
+PARENT_CHECK_S = 0.5
 
 
-def _init_child() -> None:
+def _init_child(parent_pid: int) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True,
+                     name="builder-parent-watch").start()
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    """End this builder once its web worker is gone.
+
+    A worker killed with SIGKILL (the OOM killer, gunicorn's timeout) cannot stop its
+    builder, which would linger with TensorFlow's memory. Linux's parent-death signal is
+    tied to the thread that started the child (whichever request thread needed a builder),
+    not to the worker, so the builder watches for itself.
+    """
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
 
 
 def _warm_up() -> int:
@@ -105,7 +122,7 @@ class BuilderPool:
     def _spawn(self) -> _Child:
         executor = ProcessPoolExecutor(
             max_workers=1, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_init_child)
+            initializer=_init_child, initargs=(os.getpid(),))
         return _Child(executor, executor.submit(_warm_up))
 
     def _child_for_task(self) -> _Child:
