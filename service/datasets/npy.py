@@ -12,10 +12,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import shutil
-import struct
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -24,17 +21,13 @@ import numpy as np
 from numpy.lib import format as npy_format
 
 from service.datasets.arrays import STORED_DTYPES, check_array_name
-from service.errors import InvalidArray, LimitExceeded, PayloadTooLarge
+from service.errors import InvalidArray, PayloadTooLarge
+from service.zips import READ_ERRORS, check_packing, copy_member, is_plain_name, open_zip
 
 NPY_MAGIC = b"\x93NUMPY"
-ZIP_MAGIC = b"PK\x03\x04"
 SCAN_BYTES = 1 << 20
 MAX_ARRAYS = 16
 DATASET_CAP = "KERAS_SERVICE_MAX_DATASET_BYTES"
-# Deflate cannot compress better than about 1032:1; a member that declares more lies.
-MAX_COMPRESSION_RATIO = 1100
-# A zip's central directory is read whole by zipfile; numpy.savez writes ~100 bytes a member.
-MAX_CENTRAL_DIRECTORY_BYTES = MAX_ARRAYS * 1024
 SAVE_HINT = "Save arrays with numpy.save(path, array) (or numpy.savez for one .npz)."
 
 
@@ -60,11 +53,6 @@ class CheckedArray:
     dtype: str
     bytes: int
     sha256: str
-
-
-def starts_with(path: Path, magic: bytes) -> bool:
-    with open(path, "rb") as handle:
-        return handle.read(len(magic)) == magic
 
 
 def read_npy_header(handle: BinaryIO, *, name: str, file_bytes: int) -> NpyHeader:
@@ -166,34 +154,8 @@ def _refuse_non_finite(finite: np.ndarray, first_item: int, header: NpyHeader, n
 def open_npz(path: Path | BinaryIO) -> zipfile.ZipFile:
     """The `.npz` at `path` (or in a binary file) as a zip, once its directory is known
     to be small."""
-    if isinstance(path, str | os.PathLike):
-        with open(path, "rb") as handle:
-            directory_bytes = _central_directory_bytes(handle)
-    else:
-        directory_bytes = _central_directory_bytes(path)
-    if directory_bytes is None:
-        raise InvalidArray("The .npz file is not a readable zip archive (no end of central "
-                           f"directory). {SAVE_HINT}")
-    if directory_bytes > MAX_CENTRAL_DIRECTORY_BYTES:
-        raise LimitExceeded(f"The .npz file's directory is {directory_bytes:,} bytes: far more "
-                            f"than {MAX_ARRAYS} members, the most a dataset may have.")
-    try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError) as error:
-        raise InvalidArray(f"The .npz file is not a readable zip archive: {error}.") from None
-
-
-def _central_directory_bytes(handle: BinaryIO) -> int | None:
-    """The size the end-of-central-directory record declares, read before zipfile reads it."""
-    end = handle.seek(0, os.SEEK_END)
-    tail_bytes = min(end, 22 + 0xFFFF)  # the record, then a comment of at most 64 KiB
-    handle.seek(end - tail_bytes)
-    tail = handle.read(tail_bytes)
-    at = tail.rfind(b"PK\x05\x06")
-    if at < 0 or len(tail) - at < 22:
-        return None
-    (size,) = struct.unpack_from("<I", tail, at + 12)
-    return size
+    return open_zip(path, kind=".npz", hint=SAVE_HINT, max_members=MAX_ARRAYS,
+                    invalid=InvalidArray)
 
 
 def npz_members(archive: zipfile.ZipFile, *, max_bytes: int) -> dict[str, zipfile.ZipInfo]:
@@ -203,9 +165,6 @@ def npz_members(archive: zipfile.ZipFile, *, max_bytes: int) -> dict[str, zipfil
     reachable by deflate; every member's `.npy` header is read and checked.
     """
     members = archive.infolist()
-    if len(members) > MAX_ARRAYS:
-        raise LimitExceeded(f"The .npz file has {len(members)} members; a dataset has at most "
-                            f"{MAX_ARRAYS} arrays.")
     found: dict[str, zipfile.ZipInfo] = {}
     for member in members:
         name = _member_array_name(member)
@@ -223,7 +182,7 @@ def npz_members(archive: zipfile.ZipFile, *, max_bytes: int) -> dict[str, zipfil
 
 def _member_array_name(member: zipfile.ZipInfo) -> str:
     filename = member.filename
-    if "/" in filename or "\\" in filename or ".." in filename:
+    if not is_plain_name(filename):
         raise InvalidArray(f"The .npz file has a member named '{filename}', a path; expected "
                            "plain names like x.npy, one per array.")
     if not filename.endswith(".npy"):
@@ -236,31 +195,15 @@ def _member_array_name(member: zipfile.ZipInfo) -> str:
 
 
 def _check_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str) -> None:
-    if member.flag_bits & 0x1:
-        raise InvalidArray(f"The .npz member '{member.filename}' is encrypted.")
-    if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise InvalidArray(f"The .npz member '{member.filename}' uses compression method "
-                           f"{member.compress_type}; expected stored or deflated (numpy.savez "
-                           "or numpy.savez_compressed).")
-    if member.file_size > MAX_COMPRESSION_RATIO * max(member.compress_size, 1):
-        raise InvalidArray(
-            f"The .npz member '{member.filename}' declares {member.file_size:,} bytes from "
-            f"{member.compress_size:,} compressed, a ratio deflate cannot reach; refused as "
-            "a zip bomb.")
+    check_packing(member, kind=".npz", invalid=InvalidArray)
     try:
         with archive.open(member) as source:
             read_npy_header(source, name=name, file_bytes=member.file_size)
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+    except READ_ERRORS as error:
         raise InvalidArray(f"The .npz member '{member.filename}' cannot be read: {error}.") \
             from None
 
 
 def extract_member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, destination: Path) -> None:
-    """Copy one member to `destination` in chunks; zipfile stops at the declared size and
-    checks the CRC, so a member that lies about either fails here."""
-    try:
-        with archive.open(member) as source, open(destination, "wb") as target:
-            shutil.copyfileobj(source, target, 1 << 20)
-    except (zipfile.BadZipFile, zlib.error, EOFError) as error:
-        raise InvalidArray(f"The .npz member '{member.filename}' cannot be read: {error}.") \
-            from None
+    """Copy one member to `destination`; a member that lies about its size or CRC fails."""
+    copy_member(archive, member, destination, kind=".npz", invalid=InvalidArray)

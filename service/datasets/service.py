@@ -14,12 +14,13 @@ from typing import BinaryIO, Protocol
 
 from schemas.common import NAME_PATTERN
 from service.datasets.arrays import INLINE_CAP, array_from_json, check_array_name, json_dtype
-from service.datasets.npy import MAX_ARRAYS, ZIP_MAGIC, starts_with
+from service.datasets.npy import MAX_ARRAYS
 from service.datasets.staging import StagedDataset
 from service.errors import InvalidArray, LimitExceeded, PayloadTooLarge, WrongState
 from service.registry.datasets import DatasetRegistry
 from service.registry.tables import Dataset
 from service.storage import ArtifactStore, new_id
+from service.zips import ZIP_MAGIC, starts_with
 
 RESERVED_KEYS = ("name", "dtypes")
 DATA_DIR_CAP = "KERAS_SERVICE_MAX_DATA_DIR_BYTES"
