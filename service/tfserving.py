@@ -98,6 +98,7 @@ class TFServing:
         if address.label is not None:
             number = self.labels.version_by_model_name(tenant_id, address.name, address.label)
             if number is None:
+                self._model_exists(tenant_id, address, missing)  # else 404, as for no label
                 raise MalformedRequest(f"Unrecognized servable version label: {address.label}")
         elif number is not None and number > MAX_INT64:
             raise MalformedRequest(f"Failed to convert version: {number} to numeric.")
@@ -111,6 +112,12 @@ class TFServing:
         except WrongState:
             raise NotFound(f"{missing(address.name, number)}. Model '{address.name}' has no "
                            "trained version yet.") from None
+
+    def _model_exists(self, tenant_id: str, address: Address, missing) -> None:
+        try:
+            self.inference.metadata.model_named(tenant_id, address.name)
+        except NotFound:
+            raise NotFound(missing(address.name, None)) from None
 
 
 def _status_missing(name: str, number: int | None) -> str:
