@@ -3,19 +3,12 @@ model, dataset, job, version and label, answers 404 and changes nothing of A's."
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import pytest
-import yaml
 
 from tests.conftest import LESSON_LAYERS
 from tests.keyed import client_with, keyed_app, new_key
+from tests.operations import ROW, fill, operations, takes_json, valid_bodies
 from tests.trained import lesson_data, trained_lesson
-
-SPEC = yaml.safe_load((Path(__file__).parent.parent / "openapi.yaml").read_text())
-METHODS = ("get", "post", "put", "patch", "delete")
-ROW = lesson_data(rows=1)[0].tolist()
 
 
 @pytest.fixture(scope="module")
@@ -57,34 +50,7 @@ def _path_values(things: dict) -> dict:
 
 
 def _bodies(things: dict) -> dict:
-    """A valid body for each operation that takes one: so that a 404 can only come from the
-    owner check, never from the body being refused first."""
-    predict = {"instances": ROW}
-    infer = {"inputs": [{"name": things["model"]["inputs"][0]["name"], "shape": [1, 100],
-                         "datatype": "FP32", "data": ROW}]}
-    return {
-        ("patch", "/models/{model_id}"): {"tags": ["taken"]},
-        ("post", "/models/{model_id}/compile"): {"loss": "mse", "optimizer": "adam"},
-        ("post", "/models/{model_id}/layers"): {"type": "Dense", "units": 2},
-        ("post", "/models/{model_id}/fit"): {"dataset": things["dataset"]["id"], "epochs": 1},
-        ("post", "/models/{model_id}/predict"): predict,
-        ("post", "/models/{model_id}/evaluate"): {"dataset": things["dataset"]["id"]},
-        ("put", "/models/{model_id}/labels/{label}"): {"version": 1},
-        ("post", "/v2/models/{name}/infer"): infer,
-        ("post", "/v2/models/{name}/versions/{version}/infer"): infer,
-        **{("post", path): predict for path in SPEC["paths"] if path.endswith(":predict")},
-    }
-
-
-def _operations():
-    for path, operations in SPEC["paths"].items():
-        for method in METHODS:
-            if method in operations:
-                yield method, path
-
-
-def _fill(path: str, values: dict) -> str:
-    return re.sub(r"\{(\w+)\}", lambda match: values[match.group(1)], path)
+    return valid_bodies(things["dataset"]["id"], things["model"]["inputs"][0]["name"])
 
 
 def _snapshot(owner, things: dict) -> dict:
@@ -106,14 +72,12 @@ def test_another_tenant_gets_404_on_every_operation_and_changes_nothing(owner, s
     before = _snapshot(owner, things)
     values, bodies = _path_values(things), _bodies(things)
     seen = []
-    for method, path in _operations():
+    for method, path in operations():
         if "{" not in path:
             continue  # no id in it: lists and creations, checked below
-        operation = SPEC["paths"][path][method]
-        takes_json = "application/json" in (operation.get("requestBody") or {}).get(
-            "content", {})
-        assert not takes_json or (method, path) in bodies, f"no body for {method} {path}"
-        response = getattr(stranger, method)(_fill(path, values),
+        assert not takes_json(method, path) or (method, path) in bodies, \
+            f"no body for {method} {path}"
+        response = getattr(stranger, method)(fill(path, values),
                                              json=bodies.get((method, path)))
         if path == "/v1/{rest}":
             # The catch-all answers an unknown address the same whoever owns the name.
@@ -130,11 +94,11 @@ def test_the_owner_gets_the_same_operations_answered(owner, things):
     """The control: the same reads and predictions with the owner's key succeed."""
     values, bodies = _path_values(things), _bodies(things)
     predicting = {key for key in bodies if key[1].endswith(("predict", "infer"))}
-    for method, path in _operations():
+    for method, path in operations():
         if "{" not in path or path == "/v1/{rest}" or (
                 method != "get" and (method, path) not in predicting):
             continue
-        response = getattr(owner, method)(_fill(path, values), json=bodies.get((method, path)))
+        response = getattr(owner, method)(fill(path, values), json=bodies.get((method, path)))
         assert response.status_code == 200, (method, path, response.get_json())
         response.close()  # the job's event stream does not end while the job is queued
 
