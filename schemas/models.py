@@ -155,3 +155,17 @@ class CompileSchema(Schema):
         "description": 'A list of names (["accuracy"]) or {output_name: [names]}.'})
     loss_weights = fields.Raw(metadata={
         "description": "A list, or {output_name: weight}, for multi-output models."})
+
+
+class ModelImportSchema(Schema):
+    """multipart/form-data: a `.keras` file and, optionally, the model's name."""
+
+    file = fields.Raw(required=True, metadata={
+        "type": "string", "format": "binary",
+        "description": "A .keras file as Keras 3 saves it (model.save('model.keras')): only "
+                       "allow-listed layers, at most KERAS_SERVICE_MAX_IMPORT_BYTES."})
+    name = name_field()
+
+
+IMPORT_REQUEST_BODY = {"required": True,
+                       "content": {"multipart/form-data": {"schema": ModelImportSchema}}}

@@ -52,6 +52,14 @@ SETTINGS = [
             "Largest dataset upload (multipart `.npy`/`.npz`), in bytes (413 beyond)."),
     Setting("max_data_dir_bytes", 50 * 1024**3,
             "Most bytes of datasets and models the data directory may hold (413 beyond)."),
+    Setting("max_import_bytes", 1024**3,
+            "Largest `.keras` file `POST /models/import` takes, in bytes (413 beyond); also "
+            "caps what its members unpack to."),
+    Setting("import_memory_bytes", 4 * 1024**3,
+            "Memory (RLIMIT_DATA) of the throw-away process that checks and loads one "
+            "imported `.keras` file, in bytes (422 beyond)."),
+    Setting("import_timeout", 120,
+            "Seconds one import's throw-away process may take before it is killed (422)."),
     Setting("max_inline_elements", 1_000_000,
             "Most numbers in a JSON array given inline (datasets, evaluate, predict)."),
     Setting("max_epochs", 1000, "Most epochs one fit may ask for."),
@@ -101,6 +109,9 @@ class Config:
     page_size_max: int
     max_dataset_bytes: int
     max_data_dir_bytes: int
+    max_import_bytes: int
+    import_memory_bytes: int
+    import_timeout: int
     max_inline_elements: int
     max_epochs: int
     max_batch_size: int

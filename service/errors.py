@@ -114,6 +114,13 @@ class InvalidArray(ServiceError):
     status, title, slug = 422, "Invalid array", "invalid-array"
 
 
+class InvalidModelFile(ServiceError):
+    """An uploaded model file that is not a `.keras` archive this service reads: broken,
+    with unexpected or oversized members, or parts that are not what Keras writes."""
+
+    status, title, slug = 422, "Invalid model file", "invalid-model-file"
+
+
 class LimitExceeded(ServiceError):
     """A request within the syntax but past one of the configured caps (named in detail)."""
 

@@ -3,6 +3,8 @@
 No Keras import here.
 """
 
+from __future__ import annotations
+
 from dataclasses import dataclass
 
 from service.errors import LimitExceeded
@@ -14,6 +16,22 @@ class BuildLimits:
 
     max_layers: int = 200
     max_params: int = 50_000_000
+
+
+@dataclass(frozen=True)
+class ImportLimits:
+    """Caps on one `.keras` import (KERAS_SERVICE_MAX_IMPORT_BYTES, _IMPORT_MEMORY_BYTES,
+    _IMPORT_TIMEOUT), with the model caps its config must meet."""
+
+    build: BuildLimits = BuildLimits()
+    max_bytes: int = 1024**3
+    memory_bytes: int = 4 * 1024**3
+    timeout: float = 120.0
+
+    @classmethod
+    def from_config(cls, config) -> ImportLimits:
+        return cls(BuildLimits(config.max_layers, config.max_params), config.max_import_bytes,
+                   config.import_memory_bytes, config.import_timeout)
 
 
 def check_cap(field: str, value: int, cap: int, setting: str) -> None:

@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from flask import request, url_for
 from flask.views import MethodView
-from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.formparser import FormDataParser
 
 from schemas.common import ProblemSchema
 from schemas.datasets import (
@@ -18,18 +14,13 @@ from schemas.datasets import (
 )
 from service.api.context import page, services, tenant_id
 from service.api.parsing import JSON_TYPES, Blueprint, load_json_object
-from service.datasets import ReceivedUpload
+from service.api.uploads import MULTIPART, MultipartUpload
 from service.datasets.npy import DATASET_CAP
-from service.errors import MalformedRequest, PayloadTooLarge, UnsupportedMediaType
+from service.errors import MalformedRequest, UnsupportedMediaType
 
 blp = Blueprint("datasets", __name__, url_prefix="/datasets",
                 description="Upload named arrays (x, y, ...) once; fit them by id.")
 
-MULTIPART = "multipart/form-data"
-# Werkzeug applies this to its parse buffer too (one 64 KiB read plus what it has not yet
-# searched for a boundary), so it must stay well above the read size.
-MAX_TEXT_FIELD_BYTES = 1024 * 1024
-MAX_FORM_PARTS = 64
 FORMS_HINT = ("With curl: --json '{\"x\": [[0, 1]], \"y\": [1]}', or -F x=@x.npy -F y=@y.npy, "
               "or -F file=@data.npz.")
 
@@ -45,7 +36,7 @@ class Datasets(MethodView):
         """Upload a dataset: arrays as JSON, one .npy file per array, or one .npz"""
         datasets = services().datasets
         if request.mimetype == MULTIPART:
-            upload = MultipartUpload(request, datasets.limits.max_dataset_bytes)
+            upload = MultipartUpload(request, datasets.limits.max_dataset_bytes, DATASET_CAP)
             dataset = datasets.create_from_files(tenant_id(), upload)
         else:
             dataset = datasets.create_from_json(tenant_id(), _json_body())
@@ -83,56 +74,3 @@ def _json_body() -> dict:
         raise MalformedRequest(f"The request has no body; expected arrays. {FORMS_HINT}")
     raise UnsupportedMediaType(f"Expected Content-Type application/json or {MULTIPART}; "
                                f"received '{request.content_type}'. {FORMS_HINT}")
-
-
-class MultipartUpload:
-    """A multipart body, streamed into the dataset's folder when the service asks for it.
-
-    The app-wide body cap (KERAS_SERVICE_MAX_BODY_BYTES) is for JSON; an upload is capped by
-    KERAS_SERVICE_MAX_DATASET_BYTES instead, enforced while reading, so an endless body stops
-    at the cap. Files go straight to disk through werkzeug's parser, chunk by chunk.
-    """
-
-    def __init__(self, flask_request, max_bytes: int):
-        self.request = flask_request
-        self.max_bytes = max_bytes
-        self.content_length = flask_request.content_length
-
-    def receive(self, new_part) -> ReceivedUpload:
-        if self.content_length is not None and self.content_length > self.max_bytes:
-            raise self._too_large()
-        self.request.max_content_length = self.max_bytes
-        parser = FormDataParser(stream_factory=new_part, max_form_memory_size=MAX_TEXT_FIELD_BYTES,
-                                max_form_parts=MAX_FORM_PARTS, silent=False)
-        stream = _CountingReader(self.request.stream)
-        try:
-            _, form, files = parser.parse(stream, self.request.mimetype, self.content_length,
-                                          self.request.mimetype_params)
-        except RequestEntityTooLarge:
-            if stream.count >= self.max_bytes:
-                raise self._too_large() from None
-            raise PayloadTooLarge(f"A text field of the form is larger than "
-                                  f"{MAX_TEXT_FIELD_BYTES:,} bytes, or the form has more than "
-                                  f"{MAX_FORM_PARTS} parts; send arrays as files.") from None
-        except ValueError as error:
-            raise MalformedRequest(f"The multipart body cannot be parsed: {error}.") from None
-        return ReceivedUpload(
-            fields={key: form.getlist(key) for key in form},
-            files=[(key, Path(upload.stream.name)) for key, upload in files.items(multi=True)])
-
-    def _too_large(self) -> PayloadTooLarge:
-        return PayloadTooLarge(f"The upload is larger than the cap of {self.max_bytes:,} bytes "
-                               f"({DATASET_CAP}).")
-
-
-class _CountingReader:
-    """The request stream, counting what was read (to tell which cap a 413 hit)."""
-
-    def __init__(self, stream):
-        self.stream = stream
-        self.count = 0
-
-    def read(self, size: int = -1) -> bytes:
-        data = self.stream.read(size)
-        self.count += len(data)
-        return data

@@ -1,10 +1,11 @@
 """Models: create, list, read, rename/tag, delete, compile, summarize."""
 
-from flask import Response
+from flask import Response, current_app, request, url_for
 from flask.views import MethodView
 
 from schemas.common import ProblemSchema
 from schemas.models import (
+    IMPORT_REQUEST_BODY,
     CompileSchema,
     ModelCreateSchema,
     ModelListQuerySchema,
@@ -16,6 +17,11 @@ from schemas.models import (
 )
 from service.api.context import if_match, page, services, tenant_id, with_etag
 from service.api.parsing import Blueprint
+from service.api.uploads import MULTIPART, MultipartUpload
+from service.errors import MalformedRequest, UnsupportedMediaType
+from service.imports.archive import IMPORT_CAP
+from service.imports.service import FORM_HINT, ImportService
+from service.limits import ImportLimits
 
 blp = Blueprint("models", __name__, url_prefix="/models",
                 description="Build Keras models: Sequential or functional, then compile.")
@@ -37,6 +43,46 @@ class Models(MethodView):
         """List models, oldest first"""
         items, total = services().models.list(tenant_id(), **query)
         return page(items, total, query)
+
+
+@blp.route("/import")
+class ModelImport(MethodView):
+    @blp.doc(requestBody=IMPORT_REQUEST_BODY)
+    @blp.response(201, ModelSchema)
+    @blp.alt_response(400, schema=ProblemSchema, description="No file, an empty file, a bad form.")
+    @blp.alt_response(409, schema=ProblemSchema, description="The name is taken.")
+    @blp.alt_response(413, schema=ProblemSchema, description="Over KERAS_SERVICE_MAX_IMPORT_BYTES.")
+    @blp.alt_response(415, schema=ProblemSchema, description="Not multipart, or not a .keras file.")
+    @blp.alt_response(422, schema=ProblemSchema,
+                      description="Not allow-listed, past a cap, or not what Keras writes.")
+    @blp.alt_response(503, schema=ProblemSchema, description="This worker is importing already.")
+    def post(self):
+        """Import a .keras file as a trained model: checked, rebuilt, weights loaded apart"""
+        importer = _importer()
+        upload = MultipartUpload(_multipart(), importer.limits.max_bytes, IMPORT_CAP)
+        body, status, headers = with_etag(importer.import_file(tenant_id(), upload), 201)
+        headers["Location"] = url_for("models.ModelById", model_id=body.id)
+        return body, status, headers
+
+
+def _multipart():
+    if request.mimetype == MULTIPART:
+        return request
+    if not request.mimetype and not request.content_length:
+        raise MalformedRequest(f"The request has no body; expected a .keras file. {FORM_HINT}")
+    raise UnsupportedMediaType(f"Expected Content-Type {MULTIPART}; received "
+                               f"'{request.content_type}'. {FORM_HINT}")
+
+
+def _importer() -> ImportService:
+    """The app's import service, made on first use from its registry, store and config."""
+    importer = current_app.extensions.get("keras_service_imports")
+    if importer is None:
+        app_services = services()
+        importer = current_app.extensions.setdefault("keras_service_imports", ImportService(
+            app_services.models.registry, app_services.store, app_services.builder,
+            ImportLimits.from_config(app_services.config)))
+    return importer
 
 
 @blp.route("/<model_id>")

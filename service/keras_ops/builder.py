@@ -256,17 +256,27 @@ def save_compiled(spec: dict, compile_spec: dict, path: str, limits: BuildLimits
     if weights_from is not None:
         trained = keras.saving.load_model(weights_from, compile=False, safe_mode=True)
         model.set_weights(trained.get_weights())
-    try:
-        model.compile(**compile_arguments(normalized_compile))
-    except Exception as error:
-        message = f"Keras could not compile the model: {keras_message(error)}"
-        raise InvalidSpec(message, errors=[{"path": "", "message": message}]) from None
-    if model.built:
-        # An unbuilt optimizer saves 2 variables but builds more on load, and Keras warns
-        # at every load; saving its (zero) slots keeps the file loadable without noise.
-        model.optimizer.build(model.trainable_variables)
+    return {"compile": normalized_compile, **save_model(model, normalized_compile, path)}
+
+
+def save_model(model: keras.Model, normalized_compile: dict | None, path: str) -> dict:
+    """Compile `model` (unless `normalized_compile` is None), then save it at `path`
+    atomically; return `{"sha256", "bytes"}` of the file.
+
+    Raises:
+        InvalidSpec: Keras refused the compile settings; nothing is written.
+    """
+    if normalized_compile is not None:
+        try:
+            model.compile(**compile_arguments(normalized_compile))
+        except Exception as error:
+            message = f"Keras could not compile the model: {keras_message(error)}"
+            raise InvalidSpec(message, errors=[{"path": "", "message": message}]) from None
+        if model.built:
+            # An unbuilt optimizer saves 2 variables but builds more on load, and Keras warns
+            # at every load; saving its (zero) slots keeps the file loadable without noise.
+            model.optimizer.build(model.trainable_variables)
     final = Path(path)
     with storage.atomic_path(final) as temporary:
         model.save(temporary)
-    return {"compile": normalized_compile, "sha256": storage.sha256_of(final),
-            "bytes": final.stat().st_size}
+    return {"sha256": storage.sha256_of(final), "bytes": final.stat().st_size}

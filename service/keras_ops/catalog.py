@@ -246,6 +246,9 @@ class LayerEntry:
                           else shared_descriptor(name))
             if isinstance(descriptor, Spatial):
                 descriptor = descriptor.for_rank(self.rank)
+            elif isinstance(descriptor, Nullable) and isinstance(descriptor.inner, Spatial):
+                # Pooling strides, transposed convolutions' output_padding: per rank too.
+                descriptor = Nullable(descriptor.inner.for_rank(self.rank))
             if descriptor is not None:
                 accepted[name] = descriptor
         return {**accepted, **BASE_ARGUMENTS}

@@ -1,0 +1,72 @@
+"""Multipart uploads (datasets, model imports), streamed to disk under their own cap."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.formparser import FormDataParser
+
+from service.datasets import ReceivedUpload
+from service.errors import MalformedRequest, PayloadTooLarge
+
+MULTIPART = "multipart/form-data"
+# Werkzeug applies this to its parse buffer too (one 64 KiB read plus what it has not yet
+# searched for a boundary), so it must stay well above the read size.
+MAX_TEXT_FIELD_BYTES = 1024 * 1024
+MAX_FORM_PARTS = 64
+
+
+class MultipartUpload:
+    """A multipart body, streamed to disk when the service asks for it.
+
+    The app-wide body cap (KERAS_SERVICE_MAX_BODY_BYTES) is for JSON; an upload has its own
+    cap (`setting` names it: KERAS_SERVICE_MAX_DATASET_BYTES, ..._MAX_IMPORT_BYTES), enforced
+    while reading, so an endless body stops at the cap. Files go straight to disk through
+    werkzeug's parser, chunk by chunk.
+    """
+
+    def __init__(self, flask_request, max_bytes: int, setting: str):
+        self.request = flask_request
+        self.max_bytes = max_bytes
+        self.setting = setting
+        self.content_length = flask_request.content_length
+
+    def receive(self, new_part) -> ReceivedUpload:
+        if self.content_length is not None and self.content_length > self.max_bytes:
+            raise self._too_large()
+        self.request.max_content_length = self.max_bytes
+        parser = FormDataParser(stream_factory=new_part, max_form_memory_size=MAX_TEXT_FIELD_BYTES,
+                                max_form_parts=MAX_FORM_PARTS, silent=False)
+        stream = _CountingReader(self.request.stream)
+        try:
+            _, form, files = parser.parse(stream, self.request.mimetype, self.content_length,
+                                          self.request.mimetype_params)
+        except RequestEntityTooLarge:
+            if stream.count >= self.max_bytes:
+                raise self._too_large() from None
+            raise PayloadTooLarge(f"A text field of the form is larger than "
+                                  f"{MAX_TEXT_FIELD_BYTES:,} bytes, or the form has more than "
+                                  f"{MAX_FORM_PARTS} parts; send data as files.") from None
+        except ValueError as error:
+            raise MalformedRequest(f"The multipart body cannot be parsed: {error}.") from None
+        return ReceivedUpload(
+            fields={key: form.getlist(key) for key in form},
+            files=[(key, Path(upload.stream.name)) for key, upload in files.items(multi=True)])
+
+    def _too_large(self) -> PayloadTooLarge:
+        return PayloadTooLarge(f"The upload is larger than the cap of {self.max_bytes:,} bytes "
+                               f"({self.setting}).")
+
+
+class _CountingReader:
+    """The request stream, counting what was read (to tell which cap a 413 hit)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.count = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.stream.read(size)
+        self.count += len(data)
+        return data

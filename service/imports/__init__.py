@@ -1,0 +1,1 @@
+"""Importing `.keras` files: archive checks, the throw-away process, the registry."""

@@ -1,0 +1,166 @@
+"""What `POST /models/import` does: receive a `.keras` file, import it apart, record it.
+
+The upload streams into the new model's own folder. The archive is checked here, without
+Keras; its config.json is then checked as a spec by the builder process, like any spec, so
+that most bad files cost no new process. Only a file that passes both goes to a throw-away
+process (sandbox.py), which checks it all again from the file, loads the weights and writes
+the model's first version. Then the registry records the model, `trained`, and its version 1
+in one transaction. Any failure removes the folder: a refusal leaves the registry and the
+data dir as they were.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import uuid
+from pathlib import Path
+from typing import BinaryIO
+
+from sqlalchemy.exc import IntegrityError
+
+from schemas.common import NAME_PATTERN
+from service.builder import BuilderPool
+from service.datasets import FileUpload
+from service.errors import Busy, Conflict, InvalidModelFile, InvalidRequest, MalformedRequest
+from service.imports.archive import read_config
+from service.imports.sandbox import SandboxLimits, run_isolated
+from service.limits import ImportLimits
+from service.model_service import DESCRIBED_COLUMNS
+from service.registry import ModelRegistry
+from service.registry.tables import Model, Version
+from service.storage import TEMP_PREFIX, ArtifactStore, new_id
+
+FILE_FIELD = "file"
+FORM_HINT = "With curl: -F file=@model.keras, and optionally -F name=<model name>."
+IMPORT_TARGET = "service.keras_ops.importing:import_keras_file"
+
+
+class ImportService:
+    def __init__(self, registry: ModelRegistry, store: ArtifactStore, builder: BuilderPool,
+                 limits: ImportLimits):
+        self.registry = registry
+        self.store = store
+        self.builder = builder
+        self.limits = limits
+        # One import at a time per web worker: each one costs a TensorFlow process.
+        self._slot = threading.Semaphore(1)
+
+    def import_file(self, tenant_id: str, upload: FileUpload) -> Model:
+        """Import the `.keras` file of a multipart upload as a new, trained model."""
+        model_id = new_id()
+        folder = self.store.model_dir(model_id)
+        folder.mkdir(parents=True)
+        try:
+            part = _UploadPart(folder)
+            try:
+                received = upload.receive(part.open)
+            finally:
+                part.close()
+            path, name = _uploaded_file(received.files), _form_name(received.fields)
+            config = read_config(path, self.limits.max_bytes)
+            self.builder.call("describe_import", config, self.limits.build)
+            name = name or _file_name(config)
+            self._check_name_free(tenant_id, name)
+            result = self._run(path, folder, self.store.version_path(model_id, 1))
+            path.unlink()
+            return self._record(tenant_id, model_id, name, result)
+        except BaseException:
+            self.store.remove_model(model_id)
+            raise
+
+    def _run(self, upload: Path, folder: Path, destination: Path) -> dict:
+        if not self._slot.acquire(blocking=False):
+            raise Busy("Another import is running in this worker; retry in a few seconds.",
+                       headers={"Retry-After": "10"})
+        try:
+            limits = SandboxLimits(self.limits.memory_bytes, self.limits.timeout,
+                                   file_bytes=2 * self.limits.max_bytes)
+            return run_isolated(IMPORT_TARGET, str(upload), str(folder), str(destination),
+                                self.limits, limits=limits)
+        finally:
+            self._slot.release()
+
+    def _check_name_free(self, tenant_id: str, name: str) -> None:
+        if self.registry.list(tenant_id, limit=1, offset=0, name=name)[1]:
+            raise _name_taken(name)
+
+    def _record(self, tenant_id: str, model_id: str, name: str, result: dict) -> Model:
+        """The model and its version 1, together: the file is already in place."""
+        described = {key: result["described"][key] for key in DESCRIBED_COLUMNS}
+        model = Model(id=model_id, tenant_id=tenant_id, name=name, type=result["type"],
+                      state="trained", revision=1, tags=[], compile=result["compile"],
+                      version=1, artifact="v1.keras", artifact_sha256=result["sha256"],
+                      **described)
+        version = Version(id=new_id(), tenant_id=tenant_id, model_id=model_id, number=1,
+                          sha256=result["sha256"], bytes=result["bytes"], metrics={},
+                          job_id=None)
+        database = self.registry.db
+        try:
+            with database.transaction() as session:
+                session.add(model)
+                session.flush()  # the model first: the version row refers to it
+                session.add(version)
+        except IntegrityError:
+            raise _name_taken(name) from None
+        database.touch_stamp()
+        return model
+
+
+def _name_taken(name: str) -> Conflict:
+    return Conflict(f"A model named '{name}' already exists; model names are unique. Give "
+                    "the import another name (-F name=...) or rename the existing model.")
+
+
+class _UploadPart:
+    """The upload's one file, streamed into the model's folder (werkzeug's stream factory)."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / f"{TEMP_PREFIX}{uuid.uuid4().hex}.keras"
+        self.handle: BinaryIO | None = None
+
+    def open(self, *args, **kwargs) -> BinaryIO:
+        if self.handle is not None:
+            raise InvalidModelFile(f"An import takes one file, in the field '{FILE_FIELD}'; "
+                                   f"the form has more. {FORM_HINT}")
+        self.handle = open(self.path, "w+b")
+        return self.handle
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def _form_name(fields: dict[str, list[str]]) -> str | None:
+    unexpected = sorted(set(fields) - {"name"})
+    if unexpected:
+        raise MalformedRequest(f"Unexpected form field(s) {', '.join(map(repr, unexpected))}. "
+                               f"{FORM_HINT} Put @ before a file's path.")
+    names = fields.get("name", [])
+    if len(names) > 1:
+        raise MalformedRequest("The field 'name' is given more than once.")
+    if names and not re.fullmatch(NAME_PATTERN, names[0]):
+        raise InvalidRequest(f"name: expected 1-128 letters, digits, '_', '.' or '-', starting "
+                             f"with a letter or digit; received {names[0][:80]!r}.",
+                             errors=[{"path": "name", "message": "invalid name"}])
+    return names[0] if names else None
+
+
+def _uploaded_file(files: list[tuple[str, Path]]) -> Path:
+    if not files:
+        raise MalformedRequest(f"The form has no file; expected the .keras file in the field "
+                               f"'{FILE_FIELD}'. {FORM_HINT}")
+    field, path = files[0]
+    if field != FILE_FIELD:
+        raise MalformedRequest(f"The file is in the field '{field}'; expected '{FILE_FIELD}'. "
+                               f"{FORM_HINT}")
+    return path
+
+
+def _file_name(config: dict) -> str:
+    model_config = config.get("config")
+    name = model_config.get("name") if isinstance(model_config, dict) else None
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        raise InvalidModelFile(f"The model's name in the file, {name!r:.80}, cannot name a "
+                               f"model here; give one with the form field 'name'. {FORM_HINT}")
+    return name
