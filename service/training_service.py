@@ -30,9 +30,11 @@ class TrainingService:
     def fit(self, tenant_id: str, model_id: str, request: dict, if_match=None) -> Job:
         model = self.models.get(tenant_id, model_id)
         check_if_match(model, if_match)
-        if model.state not in FITTABLE_STATES:
-            raise WrongState(f"Model '{model.id}' is {model.state}; compile it before fitting "
-                             "(POST /models/{id}/compile).")
+        if model.state not in FITTABLE_STATES or model.compile is None:
+            # An imported model can be trained yet uncompiled: its file's settings were not
+            # on the allow-list.
+            raise WrongState(f"Model '{model.id}' is {model.state} without compile settings; "
+                             "compile it before fitting (POST /models/{id}/compile).")
         check_cap("epochs", request["epochs"], self.config.max_epochs, "MAX_EPOCHS")
         check_cap("batch_size", request["batch_size"], self.config.max_batch_size,
                   "MAX_BATCH_SIZE")

@@ -58,7 +58,7 @@ class ModelImport(MethodView):
     @blp.alt_response(503, schema=ProblemSchema, description="This worker is importing already.")
     def post(self):
         """Import a .keras file as a trained model: checked, rebuilt, weights loaded apart"""
-        importer = _importer()
+        importer = import_service()
         upload = MultipartUpload(_multipart(), importer.limits.max_bytes, IMPORT_CAP)
         body, status, headers = with_etag(importer.import_file(tenant_id(), upload), 201)
         headers["Location"] = url_for("models.ModelById", model_id=body.id)
@@ -74,7 +74,7 @@ def _multipart():
                                f"'{request.content_type}'. {FORM_HINT}")
 
 
-def _importer() -> ImportService:
+def import_service() -> ImportService:
     """The app's import service, made on first use from its registry, store and config."""
     importer = current_app.extensions.get("keras_service_imports")
     if importer is None:

@@ -37,6 +37,8 @@ CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
 # A 200-layer config is well under 1 MiB; a lookup's inline vocabulary can take more.
 MAX_CONFIG_BYTES = 32 * 1024**2
 MAX_METADATA_BYTES = 64 * 1024
+# Keras writes three members; a few more are read as names, to say which one is wrong.
+MAX_MEMBERS = 8
 # Keras' deepest configs (a recurrent layer in a wrapper in a functional graph) nest ~15.
 MAX_CONFIG_DEPTH = 40
 IMPORT_CAP = "KERAS_SERVICE_MAX_IMPORT_BYTES"
@@ -70,7 +72,7 @@ class KerasArchive:
 
     def __init__(self, path: Path, max_bytes: int):
         check_media_type(path)
-        self.zip = open_zip(path, kind=".keras", hint=SAVE_HINT, max_members=3,
+        self.zip = open_zip(path, kind=".keras", hint=SAVE_HINT, max_members=MAX_MEMBERS,
                             invalid=InvalidModelFile)
         try:
             self.members = _checked_members(self.zip, max_bytes)
