@@ -28,7 +28,9 @@ def trainer(tmp_path):
     trainer.database.engine.dispose()
 
 
-def _running_job(trainer: LocalTrainer, runner_pid: int, claimed_ago=timedelta(0)) -> Job:
+def _running_job(trainer: LocalTrainer, runner_pid: int, *, host=None,
+                 claimed_ago=timedelta(0), silent_for=timedelta(0)) -> Job:
+    """A job running on `host` (this one by default) in process `runner_pid`."""
     models = ModelRegistry(trainer.database)
     model = models.create(DEFAULT_TENANT, name=f"m-{os.urandom(4).hex()}", type="sequential",
                           state="compiled", spec={"type": "sequential", "layers": []},
@@ -36,9 +38,11 @@ def _running_job(trainer: LocalTrainer, runner_pid: int, claimed_ago=timedelta(0
                           artifact="compiled.keras")
     job = trainer.jobs.enqueue(model, dataset_id="d" * 32, request=FIT, max_queued=10,
                                max_queued_per_model=3)
-    trainer.jobs.claim_next(f"{socket.gethostname()}:{runner_pid}")
+    trainer.jobs.claim_next(f"{host or socket.gethostname()}:{runner_pid}")
     with trainer.database.transaction() as session:
-        session.get(Job, job.id).started_at = utcnow() - claimed_ago
+        claimed = session.get(Job, job.id)
+        claimed.started_at = utcnow() - claimed_ago
+        claimed.heartbeat_at = utcnow() - silent_for
     return trainer.jobs.by_id(job.id)
 
 
@@ -101,3 +105,23 @@ def test_a_job_that_recorded_its_outcome_keeps_its_files(trainer):
     assert trainer.jobs.by_id(job.id).state == "succeeded"
     assert (folder / "v1.keras").exists()
 
+
+
+def test_a_job_whose_runner_on_another_host_fell_silent_is_interrupted(trainer):
+    # A container started afresh gets a new host name: its predecessor's jobs are on a host
+    # no trainer will ever run on again, and only their silence tells.
+    silent = _running_job(trainer, 7, host="gone-container", silent_for=timedelta(minutes=5))
+    heard = _running_job(trainer, 7, host="other-host", claimed_ago=timedelta(hours=1))
+    trainer.fail_orphaned_jobs()
+    assert (trainer.jobs.by_id(silent.id).state,
+            trainer.jobs.by_id(silent.id).error) == ("failed", INTERRUPTED)
+    assert trainer.jobs.by_id(heard.id).state == "running"
+
+
+def test_a_trainer_beats_for_the_jobs_it_runs(trainer):
+    job = _running_job(trainer, os.getpid(), silent_for=timedelta(minutes=5))
+    trainer.running[job.id] = None  # its child process, as far as this check goes
+    trainer.fail_orphaned_jobs()
+    beaten = trainer.jobs.by_id(job.id)
+    assert beaten.state == "running"
+    assert beaten.heartbeat_at > utcnow() - timedelta(minutes=1)

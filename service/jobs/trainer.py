@@ -5,11 +5,12 @@ default). The loop itself never imports TensorFlow. Each job runs in a child pro
 crash or an out-of-memory kill ends that job only. One child is always started ahead and
 waits with TensorFlow imported, so a fit does not pay the import (~6 s) when it starts.
 
-Jobs whose runner died (this trainer was killed, or the machine) are found at start-up and
-every few seconds after, and end `failed` with the reason "interrupted"; their model goes
-back to the state it had before the fit, and a version file such a job wrote but never
-recorded (killed between the file's rename and the registry's commit) is removed. They are
-not re-queued: a fit that crashed once may crash again, so the client decides.
+Jobs whose runner died (this trainer was killed, or the machine or container it ran in)
+are found at start-up and every few seconds after, and end `failed` with the reason
+"interrupted"; their model goes back to the state it had before the fit, and a version file
+such a job wrote but never recorded (killed between the file's rename and the registry's
+commit) is removed. They are not re-queued: a fit that crashed once may crash again, so the
+client decides.
 """
 
 from __future__ import annotations
@@ -22,17 +23,21 @@ import signal
 import socket
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from service.config import Config
 from service.registry import Database, JobRegistry
 from service.registry.jobs import FINAL_STATES
+from service.registry.tables import utcnow
 from service.storage import ArtifactStore
 
 log = logging.getLogger("keras_service.trainer")
 POLL_S = 0.2
-ORPHAN_CHECK_S = 5.0
+ORPHAN_CHECK_S = 5.0  # also how often a trainer tells the registry its jobs' runner lives
+# A runner not heard from for this long is gone, wherever it ran (so host clocks must agree
+# within it). A live trainer beats for its jobs every ORPHAN_CHECK_S, however long an epoch.
+SILENT_AFTER_S = 120.0
 # /proc gives a process's start in clock ticks after a boot time counted in whole seconds.
 START_TIME_SLACK_S = 2.0
 INTERRUPTED = ("interrupted: the trainer running this fit stopped before it ended (killed, "
@@ -116,8 +121,14 @@ class LocalTrainer:
         self._shut_down()
 
     def fail_orphaned_jobs(self) -> None:
-        """End jobs of this host whose runner process is gone, and restore their models."""
+        """End jobs whose runner is gone, and restore their models.
+
+        On this host a runner is gone when its process is. On any host it is gone when it has
+        not been heard from for SILENT_AFTER_S: a container started afresh has a new host
+        name, so the jobs of the one before it would otherwise wait for a host that is no more.
+        """
         self._last_orphan_check = time.monotonic()
+        self.jobs.beat(list(self.running))
         for job in self.jobs.running_on(self.host + ":"):
             pid = int(job.runner.rsplit(":", 1)[1])
             mine = job.runner == self.runner
@@ -126,6 +137,11 @@ class LocalTrainer:
                 continue
             log.warning("job %s was interrupted (runner %s is gone)", job.id, job.runner)
             self._fail(job.id, INTERRUPTED)
+        for job in self.jobs.silent_since(utcnow() - timedelta(seconds=SILENT_AFTER_S)):
+            if job.id not in self.running:
+                log.warning("job %s was interrupted (runner %s silent since %s)", job.id,
+                            job.runner, job.heartbeat_at)
+                self._fail(job.id, INTERRUPTED)
 
     def _fail(self, job_id: str, error: str) -> None:
         """End a job whose process is gone, with no version file it left unrecorded."""

@@ -6,6 +6,8 @@ a model `training` with no job, or a job `succeeded` without its version row.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import func, select, update
 
 from service.errors import PreconditionFailed, QueueFull, WrongState
@@ -14,6 +16,7 @@ from service.registry.tables import Job, Model, Version, utcnow
 from service.storage import new_id
 
 ACTIVE_STATES = ("queued", "running", "cancelling")
+RUNNING_STATES = ("running", "cancelling")
 FINAL_STATES = ("succeeded", "failed", "cancelled")
 
 
@@ -165,9 +168,25 @@ class JobRegistry:
         self.db.touch_stamp()
 
     def running_on(self, runner_prefix: str) -> list[Job]:
+        return self._running(Job.runner.startswith(runner_prefix))
+
+    def silent_since(self, moment: datetime) -> list[Job]:
+        """Running jobs, on any host, whose runner has not been heard from since `moment`."""
+        return self._running(Job.heartbeat_at < moment)
+
+    def beat(self, job_ids: list[str]) -> None:
+        """Record that the runner of these jobs is alive (their fits report progress too)."""
+        if not job_ids:
+            return
+        with self.db.transaction() as session:
+            session.execute(update(Job).where(Job.id.in_(job_ids),
+                                              Job.state.in_(RUNNING_STATES))
+                            .values(heartbeat_at=utcnow()))
+
+    def _running(self, condition) -> list[Job]:
         with self.db.session() as session:
-            return list(session.scalars(select(Job).where(
-                Job.state.in_(("running", "cancelling")), Job.runner.startswith(runner_prefix))))
+            return list(session.scalars(select(Job).where(Job.state.in_(RUNNING_STATES),
+                                                          condition)))
 
     def by_id(self, job_id: str) -> Job | None:
         """Any tenant's job: for trainers, which work for every tenant."""
