@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -28,14 +29,14 @@ def trainer(tmp_path):
     trainer.database.engine.dispose()
 
 
-def _running_job(trainer: LocalTrainer, runner_pid: int, *, host=None,
+def _running_job(trainer: LocalTrainer, runner_pid: int, *, host=None, model_id=None,
                  claimed_ago=timedelta(0), silent_for=timedelta(0)) -> Job:
     """A job running on `host` (this one by default) in process `runner_pid`."""
     models = ModelRegistry(trainer.database)
-    model = models.create(DEFAULT_TENANT, name=f"m-{os.urandom(4).hex()}", type="sequential",
-                          state="compiled", spec={"type": "sequential", "layers": []},
-                          layers=[], inputs=[], outputs=[], params=1, summary="",
-                          artifact="compiled.keras")
+    model = models.get(DEFAULT_TENANT, model_id) if model_id else models.create(
+        DEFAULT_TENANT, name=f"m-{os.urandom(4).hex()}", type="sequential", state="compiled",
+        spec={"type": "sequential", "layers": []}, layers=[], inputs=[], outputs=[], params=1,
+        summary="", artifact="compiled.keras")
     job = trainer.jobs.enqueue(model, dataset_id="d" * 32, request=FIT, max_queued=10,
                                max_queued_per_model=3)
     trainer.jobs.claim_next(f"{host or socket.gethostname()}:{runner_pid}")
@@ -44,6 +45,17 @@ def _running_job(trainer: LocalTrainer, runner_pid: int, *, host=None,
         claimed.started_at = utcnow() - claimed_ago
         claimed.heartbeat_at = utcnow() - silent_for
     return trainer.jobs.by_id(job.id)
+
+
+def _recorded_version_1(trainer: LocalTrainer, content: bytes) -> tuple[Job, Path]:
+    """A fit that ended recording version 1, and the model's folder with that file."""
+    job = _running_job(trainer, _dead_pid())
+    trainer.jobs.succeed(job.id, number=1, sha256="a" * 64, size=len(content), metrics={},
+                         history={"loss": [0.5]})
+    folder = trainer.store.model_dir(job.model_id)
+    folder.mkdir(parents=True)
+    (folder / "v1.keras").write_bytes(content)
+    return job, folder
 
 
 def _dead_pid() -> int:
@@ -70,18 +82,9 @@ def test_a_job_whose_runner_pid_now_belongs_to_a_newer_process_is_interrupted(tr
 
 
 def test_a_version_file_an_interrupted_job_never_recorded_is_removed(trainer):
-    first = _running_job(trainer, _dead_pid())
-    trainer.jobs.succeed(first.id, number=1, sha256="a" * 64, size=5, metrics={},
-                         history={"loss": [0.5]})
-    folder = trainer.store.model_dir(first.model_id)
-    folder.mkdir(parents=True)
-    (folder / "v1.keras").write_bytes(b"kept!")
+    first, folder = _recorded_version_1(trainer, b"kept!")
     # The second fit renamed v2.keras into place and was killed before the registry commit.
-    models = ModelRegistry(trainer.database)
-    second = trainer.jobs.enqueue(models.get(DEFAULT_TENANT, first.model_id),
-                                  dataset_id="d" * 32, request=FIT, max_queued=10,
-                                  max_queued_per_model=3)
-    trainer.jobs.claim_next(f"{socket.gethostname()}:{_dead_pid()}")
+    second = _running_job(trainer, _dead_pid(), model_id=first.model_id)
     (folder / "v2.keras").write_bytes(b"never recorded")
 
     trainer.fail_orphaned_jobs()
@@ -90,21 +93,15 @@ def test_a_version_file_an_interrupted_job_never_recorded_is_removed(trainer):
     assert (folder / "v1.keras").read_bytes() == b"kept!"
     assert [v.number for v in VersionRegistry(trainer.database).list(
         DEFAULT_TENANT, first.model_id)] == [1]
-    model = models.get(DEFAULT_TENANT, first.model_id)
+    model = ModelRegistry(trainer.database).get(DEFAULT_TENANT, first.model_id)
     assert (model.state, model.version) == ("trained", 1)
 
 
 def test_a_job_that_recorded_its_outcome_keeps_its_files(trainer):
-    job = _running_job(trainer, _dead_pid())
-    trainer.jobs.succeed(job.id, number=1, sha256="a" * 64, size=5, metrics={},
-                         history={"loss": [0.5]})
-    folder = trainer.store.model_dir(job.model_id)
-    folder.mkdir(parents=True)
-    (folder / "v1.keras").write_bytes(b"recorded")
+    job, folder = _recorded_version_1(trainer, b"recorded")
     trainer._fail(job.id, "the training process ended without recording the job's outcome")
     assert trainer.jobs.by_id(job.id).state == "succeeded"
     assert (folder / "v1.keras").exists()
-
 
 
 def test_a_job_whose_runner_on_another_host_fell_silent_is_interrupted(trainer):
