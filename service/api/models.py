@@ -69,9 +69,9 @@ def _multipart():
     if request.mimetype == MULTIPART:
         return request
     if not request.mimetype and not request.content_length:
-        raise MalformedRequest(f"The request has no body; expected a .keras file. {FORM_HINT}")
+        raise MalformedRequest(f"The request has no body; expected a .keras file. {FORM_HINT}.")
     raise UnsupportedMediaType(f"Expected Content-Type {MULTIPART}; received "
-                               f"'{request.content_type}'. {FORM_HINT}")
+                               f"'{request.content_type}'. {FORM_HINT}.")
 
 
 def import_service() -> ImportService:

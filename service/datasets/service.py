@@ -16,7 +16,13 @@ from schemas.common import NAME_PATTERN
 from service.datasets.arrays import INLINE_CAP, array_from_json, check_array_name, json_dtype
 from service.datasets.npy import MAX_ARRAYS
 from service.datasets.staging import StagedDataset
-from service.errors import InvalidArray, LimitExceeded, PayloadTooLarge, WrongState
+from service.errors import (
+    InvalidArray,
+    LimitExceeded,
+    PayloadTooLarge,
+    ServiceError,
+    WrongState,
+)
 from service.registry.datasets import DatasetRegistry
 from service.registry.tables import Dataset
 from service.storage import ArtifactStore, new_id
@@ -46,6 +52,17 @@ class ReceivedUpload:
 
     fields: dict[str, list[str]] = field(default_factory=dict)
     files: list[tuple[str, Path]] = field(default_factory=list)
+
+    def only_text_field(self, name: str, error: type[ServiceError], hint: str) -> str | None:
+        """The text field `name`, given at most once and the form's only one, or None."""
+        unexpected = sorted(set(self.fields) - {name})
+        if unexpected:
+            raise error(f"Unexpected text field(s) {', '.join(map(repr, unexpected))}: "
+                        f"{hint}. With curl, put @ before a file's path.")
+        values = self.fields.get(name, [])
+        if len(values) > 1:
+            raise error(f"The field '{name}' is given more than once.")
+        return values[0] if values else None
 
 
 class FileUpload(Protocol):
@@ -108,7 +125,7 @@ class DatasetService:
         def write(staged: StagedDataset) -> str | None:
             received = upload.receive(staged.new_part)
             staged.close_parts()
-            name = _form_name(received.fields)
+            name = _dataset_name(received.only_text_field("name", InvalidArray, FILES_HINT))
             self._add_files(staged, received.files)
             return name
 
@@ -186,14 +203,3 @@ def _dtypes(value, arrays: dict) -> dict:
         raise InvalidArray(f"dtypes names array(s) {', '.join(map(repr, unknown))} that the "
                            f"body does not hold; it holds {', '.join(map(repr, arrays))}.")
     return {key: json_dtype(dtype, name=key) for key, dtype in value.items()}
-
-
-def _form_name(fields: dict[str, list[str]]) -> str | None:
-    unexpected = sorted(set(fields) - {"name"})
-    if unexpected:
-        raise InvalidArray(f"Unexpected text field(s) {', '.join(map(repr, unexpected))}: "
-                           f"{FILES_HINT}. With curl, put @ before a file's path.")
-    names = fields.get("name", [])
-    if len(names) > 1:
-        raise InvalidArray("The field 'name' is given more than once.")
-    return _dataset_name(names[0]) if names else None

@@ -21,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from schemas.common import NAME_PATTERN
 from service.builder import BuilderPool
-from service.datasets import FileUpload
+from service.datasets import FileUpload, ReceivedUpload
 from service.errors import Busy, Conflict, InvalidModelFile, InvalidRequest, MalformedRequest
 from service.imports.archive import read_config
 from service.imports.sandbox import SandboxLimits, run_isolated
@@ -32,7 +32,8 @@ from service.registry.tables import Model, Version
 from service.storage import TEMP_PREFIX, ArtifactStore, new_id
 
 FILE_FIELD = "file"
-FORM_HINT = "With curl: -F file=@model.keras, and optionally -F name=<model name>."
+FORM_HINT = ("An import takes the .keras file in the field 'file' and an optional text "
+             "field 'name' (curl -F file=@model.keras -F name=mnist)")
 IMPORT_TARGET = "service.keras_ops.importing:import_keras_file"
 
 
@@ -57,7 +58,7 @@ class ImportService:
                 received = upload.receive(part.open)
             finally:
                 part.close()
-            path, name = _uploaded_file(received.files), _form_name(received.fields)
+            path, name = _uploaded_file(received.files), _form_name(received)
             config = read_config(path, self.limits.max_bytes)
             self.builder.call("describe_import", config, self.limits.build)
             name = name or _file_name(config)
@@ -122,7 +123,7 @@ class _UploadPart:
     def open(self, *args, **kwargs) -> BinaryIO:
         if self.handle is not None:
             raise InvalidModelFile(f"An import takes one file, in the field '{FILE_FIELD}'; "
-                                   f"the form has more. {FORM_HINT}")
+                                   f"the form has more. {FORM_HINT}.")
         self.handle = open(self.path, "w+b")
         return self.handle
 
@@ -131,29 +132,23 @@ class _UploadPart:
             self.handle.close()
 
 
-def _form_name(fields: dict[str, list[str]]) -> str | None:
-    unexpected = sorted(set(fields) - {"name"})
-    if unexpected:
-        raise MalformedRequest(f"Unexpected form field(s) {', '.join(map(repr, unexpected))}. "
-                               f"{FORM_HINT} Put @ before a file's path.")
-    names = fields.get("name", [])
-    if len(names) > 1:
-        raise MalformedRequest("The field 'name' is given more than once.")
-    if names and not re.fullmatch(NAME_PATTERN, names[0]):
+def _form_name(received: ReceivedUpload) -> str | None:
+    name = received.only_text_field("name", MalformedRequest, FORM_HINT)
+    if name is not None and not re.fullmatch(NAME_PATTERN, name):
         raise InvalidRequest(f"name: expected 1-128 letters, digits, '_', '.' or '-', starting "
-                             f"with a letter or digit; received {names[0][:80]!r}.",
+                             f"with a letter or digit; received {name[:80]!r}.",
                              errors=[{"path": "name", "message": "invalid name"}])
-    return names[0] if names else None
+    return name
 
 
 def _uploaded_file(files: list[tuple[str, Path]]) -> Path:
     if not files:
         raise MalformedRequest(f"The form has no file; expected the .keras file in the field "
-                               f"'{FILE_FIELD}'. {FORM_HINT}")
+                               f"'{FILE_FIELD}'. {FORM_HINT}.")
     field, path = files[0]
     if field != FILE_FIELD:
         raise MalformedRequest(f"The file is in the field '{field}'; expected '{FILE_FIELD}'. "
-                               f"{FORM_HINT}")
+                               f"{FORM_HINT}.")
     return path
 
 
@@ -162,5 +157,5 @@ def _file_name(config: dict) -> str:
     name = model_config.get("name") if isinstance(model_config, dict) else None
     if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
         raise InvalidModelFile(f"The model's name in the file, {name!r:.80}, cannot name a "
-                               f"model here; give one with the form field 'name'. {FORM_HINT}")
+                               f"model here; give one with the form field 'name'. {FORM_HINT}.")
     return name
