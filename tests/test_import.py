@@ -300,3 +300,15 @@ def test_a_functional_file_with_settings_off_the_allow_list_imports_uncompiled(c
                            json={"loss": "mse", "optimizer": "adam"})
     assert compiled.status_code == 200, compiled.get_json()
     assert compiled.get_json()["state"] == "trained"
+
+
+def test_an_answer_of_the_wrong_shape_from_the_import_process_imports_nothing(
+        client, config, clean, monkeypatch):
+    # Even a process a file had subverted can only answer JSON, and the answer is checked.
+    monkeypatch.setattr("service.imports.service.run_isolated",
+                        lambda *args, **kwargs: {"type": "Lambda", "described": {}})
+    before = stored_state(client, config)
+    response = post_file(client, clean, name=f"odd-{uuid.uuid4().hex[:8]}")
+    assert response.status_code == 422
+    assert "answered in a shape it never does" in response.get_json()["detail"]
+    assert stored_state(client, config) == before

@@ -34,14 +34,16 @@ from service.zips import (
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 CONFIG, METADATA, WEIGHTS = "config.json", "metadata.json", "model.weights.h5"
-# A 200-layer config is well under 1 MiB; a lookup's inline vocabulary can take more.
-MAX_CONFIG_BYTES = 32 * 1024**2
+# A 200-layer config is well under 1 MiB, a lookup's inline vocabulary a few; parsing it
+# costs the web worker what a JSON body at KERAS_SERVICE_MAX_BODY_BYTES' default does.
+MAX_CONFIG_BYTES = 16 * 1024**2
 MAX_METADATA_BYTES = 64 * 1024
 # Keras writes three members; a few more are read as names, to say which one is wrong.
 MAX_MEMBERS = 8
 # Keras' deepest configs (a recurrent layer in a wrapper in a functional graph) nest ~15.
 MAX_CONFIG_DEPTH = 40
 IMPORT_CAP = "KERAS_SERVICE_MAX_IMPORT_BYTES"
+ASSETS = "assets/"
 SAVE_HINT = "Save the model with Keras 3: model.save('model.keras')."
 
 
@@ -116,6 +118,10 @@ def _checked_members(archive: zipfile.ZipFile, max_bytes: int) -> dict[str, zipf
     members: dict[str, zipfile.ZipInfo] = {}
     for member in archive.infolist():
         name = member.filename
+        if name.startswith(ASSETS):
+            raise InvalidModelFile(f"The .keras file has assets ('{name}'): a layer that reads "
+                                   "files, such as an adapted lookup layer. Only inline "
+                                   "vocabularies are accepted: vocabulary=[...].")
         if not is_plain_name(name):
             raise InvalidModelFile(f"The .keras file has a member named '{name}', a path; a "
                                    f"file Keras writes has only {', '.join(caps)}.")

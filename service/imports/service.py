@@ -20,6 +20,7 @@ from typing import BinaryIO
 from sqlalchemy.exc import IntegrityError
 
 from schemas.common import NAME_PATTERN
+from schemas.models import MODEL_TYPES
 from service.builder import BuilderPool
 from service.datasets import FileUpload, ReceivedUpload
 from service.errors import Busy, Conflict, InvalidModelFile, InvalidRequest, MalformedRequest
@@ -29,7 +30,7 @@ from service.limits import ImportLimits
 from service.model_service import DESCRIBED_COLUMNS
 from service.registry import ModelRegistry
 from service.registry.tables import Model, Version
-from service.storage import TEMP_PREFIX, ArtifactStore, new_id
+from service.storage import TEMP_PREFIX, ArtifactStore, new_id, sha256_of
 
 FILE_FIELD = "file"
 FORM_HINT = ("An import takes the .keras file in the field 'file' and an optional text "
@@ -63,7 +64,8 @@ class ImportService:
             self.builder.call("describe_import", config, self.limits.build)
             name = name or _file_name(config)
             self._check_name_free(tenant_id, name)
-            result = self._run(path, folder, self.store.version_path(model_id, 1))
+            destination = self.store.version_path(model_id, 1)
+            result = _checked_answer(self._run(path, folder, destination), destination)
             path.unlink()
             return self._record(tenant_id, model_id, name, result)
         except BaseException:
@@ -75,8 +77,10 @@ class ImportService:
             raise Busy("Another import is running in this worker; retry in a few seconds.",
                        headers={"Retry-After": "10"})
         try:
+            # The largest file it writes is the version: the weights (at most the upload)
+            # and up to three optimizer slots per weight.
             limits = SandboxLimits(self.limits.memory_bytes, self.limits.timeout,
-                                   file_bytes=2 * self.limits.max_bytes)
+                                   file_bytes=4 * self.limits.max_bytes + 64 * 1024**2)
             return run_isolated(IMPORT_TARGET, str(upload), str(folder), str(destination),
                                 self.limits, limits=limits)
         finally:
@@ -99,13 +103,23 @@ class ImportService:
         database = self.registry.db
         try:
             with database.transaction() as session:
-                session.add(model)
-                session.flush()  # the model first: the version row refers to it
-                session.add(version)
+                session.add_all([model, version])
         except IntegrityError:
             raise _name_taken(name) from None
         database.touch_stamp()
         return model
+
+
+def _checked_answer(answer, destination: Path) -> dict:
+    """The throw-away process's answer, in the shape the registry needs, with the version
+    file's checksum and size measured here rather than taken from it."""
+    described = answer.get("described") if isinstance(answer, dict) else None
+    if (not isinstance(described, dict) or any(key not in described for key in DESCRIBED_COLUMNS)
+            or answer.get("type") not in MODEL_TYPES
+            or not isinstance(answer.get("compile"), dict | None) or not destination.is_file()):
+        raise InvalidModelFile("The import's process answered in a shape it never does; "
+                               "nothing was imported.")
+    return {**answer, "sha256": sha256_of(destination), "bytes": destination.stat().st_size}
 
 
 def _name_taken(name: str) -> Conflict:

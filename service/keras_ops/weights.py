@@ -16,6 +16,7 @@ from pathlib import Path
 import h5py
 
 from service.errors import InvalidSpec
+from service.storage import TEMP_PREFIX
 
 # Top-level groups Keras writes that the loader of an uncompiled model never opens.
 UNREAD_GROUPS = ("optimizer",)
@@ -110,7 +111,7 @@ def load_checked_weights(model, weights_path: Path, scratch_dir: Path) -> None:
     Raises:
         InvalidSpec: naming the first path that differs, or what HDF5 could not read.
     """
-    expected_path = Path(scratch_dir) / "expected.weights.h5"
+    expected_path = Path(scratch_dir) / f"{TEMP_PREFIX}expected.weights.h5"
     model.save_weights(expected_path)
     with h5py.File(expected_path, "r") as file:
         expected = layout(file)
