@@ -92,14 +92,16 @@ def _lambda_of(function: dict) -> dict:
                        "output_shape": None, "mask": None}}
 
 
-def _string_lookup_reading(path: str) -> bytes:
-    inputs = keras.Input((3,), dtype="string", name="words")
-    model = keras.Model(inputs, keras.layers.StringLookup(vocabulary=["a", "b"])(inputs),
-                        name="lookup")
+def _lookup_reading(path: str, lookup: type = keras.layers.StringLookup) -> bytes:
+    """A lookup layer whose vocabulary is a file to read (Keras reads a string as a path)."""
+    dtype, vocabulary = ("string", ["a", "b"]) if lookup is keras.layers.StringLookup else (
+        "int64", [1, 2])
+    inputs = keras.Input((3,), dtype=dtype, name="tokens")
+    model = keras.Model(inputs, lookup(vocabulary=vocabulary)(inputs), name="lookup")
 
     def read_file(config):
         for layer in config["config"]["layers"]:
-            if layer["class_name"] == "StringLookup":
+            if layer["class_name"] == lookup.__name__:
                 layer["config"]["vocabulary"] = path
 
     return edited(saved(model), read_file)
@@ -140,8 +142,14 @@ HOSTILE = {
         "module": "keras.layers", "class_name": "TFSMLayer", "registered_name": None,
         "config": {"name": "tfsm", "filepath": str(canary), "call_endpoint": "serve"}})),
         "'TFSMLayer' is never accepted"),
-    "string-lookup-vocabulary-file": (lambda clean, canary: _string_lookup_reading(
-        "/etc/passwd"), "vocabulary"),
+    "string-lookup-vocabulary-file": (lambda clean, canary: _lookup_reading("/etc/passwd"),
+                                      "'vocabulary' expects a list"),
+    "integer-lookup-vocabulary-file": (lambda clean, canary: _lookup_reading(
+        str(canary), keras.layers.IntegerLookup), "'vocabulary' expects a list"),
+    "torch-module-wrapper": (lambda clean, canary: edited(clean, _replace_layer(2, {
+        "module": "keras.layers", "class_name": "TorchModuleWrapper", "registered_name": None,
+        "config": {"name": "torch", "module": "<pickled torch module>"}})),
+        "'TorchModuleWrapper' is never accepted"),
     "nested-model": (lambda clean, canary: edited(clean, lambda c: c["config"]["layers"]
                                                   .__setitem__(2, _without_compile(c))),
                      'a layer from module "keras"'),
