@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import socket
@@ -11,7 +12,21 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import psutil
 import requests
+
+from tests.conftest import LESSON_LAYERS
+
+RNG = np.random.default_rng(7)
+
+
+def alive(process: psutil.Process) -> bool:
+    """Running: a killed process whose parent died may linger as a zombie until init reaps it."""
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def free_port() -> int:
@@ -62,11 +77,32 @@ class ServiceProcess:
         raise RuntimeError(f"service not ready in {timeout} s: "
                            f"{self.log_path.read_text()[-3000:]}")
 
+    def role(self, name: str) -> psutil.Process:
+        """The supervisor's child that runs `name`: "web" (gunicorn's master) or "trainer"."""
+        supervisor = psutil.Process(self.process.pid)
+        return next(c for c in supervisor.children() if name in c.cmdline()[1:])
+
+    def tree(self) -> list[psutil.Process]:
+        """The supervisor and every process under it."""
+        supervisor = psutil.Process(self.process.pid)
+        return [supervisor, *supervisor.children(recursive=True)]
+
     def kill_hard(self) -> None:
-        """kill -9 the whole service: master, workers and builder processes."""
+        """kill -9 the whole service: supervisor, gunicorn, workers, builders, trainer and
+        job processes. Returns once none of them runs, so a restart never overlaps them."""
+        tree = []
+        with contextlib.suppress(psutil.NoSuchProcess):
+            tree = self.tree()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
+        for process in tree:  # one that left the process group goes too
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
         self.process.wait(timeout=30)
+        deadline = time.monotonic() + 30
+        while any(alive(process) for process in tree):
+            assert time.monotonic() < deadline, [p.pid for p in tree if alive(p)]
+            time.sleep(0.05)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
@@ -84,3 +120,41 @@ class ServiceProcess:
 
     def delete(self, path, **kwargs):
         return requests.delete(self.url + path, timeout=60, **kwargs)
+
+
+def wait_for_job(service: ServiceProcess, job_id: str, states, timeout: float = 180) -> dict:
+    """Poll the job until it is in one of `states`; return it."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = service.get(f"/jobs/{job_id}").json()
+        if job["state"] in states:
+            return job
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} did not reach {states}: {job}")
+
+
+def compiled_lesson_model(service: ServiceProcess, name: str) -> dict:
+    """The lesson's MLP (100 inputs, 10 classes), compiled with SGD."""
+    model = service.post("/models", json={"name": name, "layers": LESSON_LAYERS}).json()
+    response = service.post(f"/models/{model['id']}/compile",
+                            json={"loss": "categorical_crossentropy", "optimizer": "sgd"})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def lesson_npy_files(rows: int, rng=RNG) -> dict[str, tuple[str, bytes]]:
+    """Random data for the lesson's MLP as .npy files, {field: (file name, bytes)}."""
+    x = rng.random((rows, 100), dtype=np.float32)
+    y = np.eye(10, dtype=np.float32)[rng.integers(0, 10, rows)]
+    files = {}
+    for array_name, array in (("x", x), ("y", y)):
+        buffer = io.BytesIO()
+        np.save(buffer, array)
+        files[array_name] = (f"{array_name}.npy", buffer.getvalue())
+    return files
+
+
+def upload_npy(service: ServiceProcess, rows: int, name: str) -> dict:
+    response = service.post("/datasets", files=lesson_npy_files(rows), data={"name": name})
+    assert response.status_code == 201, response.text
+    return response.json()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import signal
 import time
@@ -15,7 +14,13 @@ import pytest
 import requests
 
 from tests.conftest import LESSON_LAYERS
-from tests.server import ServiceProcess
+from tests.server import (
+    ServiceProcess,
+    alive,
+    compiled_lesson_model,
+    upload_npy,
+    wait_for_job,
+)
 
 pytestmark = pytest.mark.slow
 RNG = np.random.default_rng(7)
@@ -26,37 +31,6 @@ def service(tmp_path_factory):
     server = ServiceProcess(tmp_path_factory.mktemp("training") / "data", workers=2).start()
     yield server
     server.stop()
-
-
-def compiled_lesson_model(service, name: str) -> dict:
-    model = service.post("/models", json={"name": name, "layers": LESSON_LAYERS}).json()
-    response = service.post(f"/models/{model['id']}/compile",
-                            json={"loss": "categorical_crossentropy", "optimizer": "sgd"})
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def upload_npy(service, rows: int, name: str) -> dict:
-    x = RNG.random((rows, 100), dtype=np.float32)
-    y = np.eye(10, dtype=np.float32)[RNG.integers(0, 10, rows)]
-    files = {}
-    for array_name, array in (("x", x), ("y", y)):
-        buffer = io.BytesIO()
-        np.save(buffer, array)
-        files[array_name] = (f"{array_name}.npy", buffer.getvalue())
-    response = service.post("/datasets", files=files, data={"name": name})
-    assert response.status_code == 201, response.text
-    return response.json()
-
-
-def wait_for(service, job_id: str, states, timeout: float = 180) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = service.get(f"/jobs/{job_id}").json()
-        if job["state"] in states:
-            return job
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not reach {states}: {job}")
 
 
 def assert_versions_intact(service, model_id: str) -> None:
@@ -81,7 +55,7 @@ def test_the_lesson_story_fit_predict_download(service, tmp_path):
     assert time.monotonic() - started < 2.0
     assert response.status_code == 202, response.text
     assert response.headers["Location"] == f"/jobs/{response.json()['id']}"
-    job = wait_for(service, response.json()["id"], ("succeeded", "failed"))
+    job = wait_for_job(service, response.json()["id"], ("succeeded", "failed"))
     assert job["state"] == "succeeded", job["error"]
     assert len(job["history"]["loss"]) == 3 and job["version"] == 1 and job["progress"] == 1.0
     assert job["started_at"] and job["finished_at"]
@@ -115,7 +89,7 @@ def test_the_lesson_story_fit_predict_download(service, tmp_path):
     # A second fit continues from version 1's weights and writes version 2.
     again = service.post(f"/models/{model['id']}/fit", json={
         "dataset": dataset.json()["id"], "epochs": 1, "batch_size": 16}).json()
-    assert wait_for(service, again["id"], ("succeeded", "failed"))["version"] == 2
+    assert wait_for_job(service, again["id"], ("succeeded", "failed"))["version"] == 2
     assert [v["number"] for v in service.get(
         f"/models/{model['id']}/versions").json()["items"]] == [1, 2]
     assert_versions_intact(service, model["id"])
@@ -148,7 +122,7 @@ def test_cancel_stops_the_fit_and_leaves_the_model_as_it_was(service):
     dataset = upload_npy(service, 20_000, "long-data")
     job = service.post(f"/models/{model['id']}/fit", json={
         "dataset": dataset["id"], "epochs": 200, "batch_size": 32}).json()
-    running = wait_for(service, job["id"], ("running",))
+    running = wait_for_job(service, job["id"], ("running",))
     deadline = time.monotonic() + 60
     while running["progress"] == 0 and time.monotonic() < deadline:
         running = service.get(f"/jobs/{job['id']}").json()
@@ -158,7 +132,7 @@ def test_cancel_stops_the_fit_and_leaves_the_model_as_it_was(service):
     response = service.post(f"/jobs/{job['id']}/cancel")
     assert response.status_code == 200 and response.json()["state"] in ("cancelling",
                                                                          "cancelled")
-    ended = wait_for(service, job["id"], ("cancelled", "failed", "succeeded"), timeout=30)
+    ended = wait_for_job(service, job["id"], ("cancelled", "failed", "succeeded"), timeout=30)
     assert ended["state"] == "cancelled"
     after = service.get(f"/models/{model['id']}").json()
     for field in ("state", "version", "layers", "compile", "params"):
@@ -168,44 +142,31 @@ def test_cancel_stops_the_fit_and_leaves_the_model_as_it_was(service):
     assert not list((service.data_dir / "models" / model["id"]).glob("v*.keras"))
 
 
-def _alive(process: psutil.Process) -> bool:
-    # A killed process whose parent died may linger as a zombie until init reaps it.
-    try:
-        return process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
-
-
-def _trainer(service) -> psutil.Process:
-    supervisor = psutil.Process(service.process.pid)
-    return next(c for c in supervisor.children() if c.cmdline()[-1] == "trainer")
-
-
 def test_killing_the_trainer_mid_fit_fails_the_job_as_interrupted(service):
     model = compiled_lesson_model(service, "interrupted")
     dataset = upload_npy(service, 20_000, "kill-data")
     job = service.post(f"/models/{model['id']}/fit", json={
         "dataset": dataset["id"], "epochs": 200, "batch_size": 32}).json()
-    wait_for(service, job["id"], ("running",))
-    trainer = _trainer(service)
+    wait_for_job(service, job["id"], ("running",))
+    trainer = service.role("trainer")
     job_processes = [child for child in trainer.children()
                      if "spawn_main" in " ".join(child.cmdline())]
     assert job_processes
     os.kill(trainer.pid, signal.SIGKILL)
 
-    ended = wait_for(service, job["id"], ("failed", "succeeded", "cancelled"), timeout=60)
+    ended = wait_for_job(service, job["id"], ("failed", "succeeded", "cancelled"), timeout=60)
     assert ended["state"] == "failed" and ended["error"].startswith("interrupted")
     assert "Traceback" not in ended["error"]
     assert service.get(f"/models/{model['id']}").json()["state"] == "compiled"
     psutil.wait_procs(job_processes, timeout=10)
-    assert not any(_alive(p) for p in job_processes), "job processes die with the trainer"
-    assert _trainer(service).pid != trainer.pid
+    assert not any(alive(p) for p in job_processes), "job processes die with the trainer"
+    assert service.role("trainer").pid != trainer.pid
     assert_versions_intact(service, model["id"])
 
     # The restarted trainer takes new work.
     retry = service.post(f"/models/{model['id']}/fit", json={
         "dataset": dataset["id"], "epochs": 1, "batch_size": 512}).json()
-    assert wait_for(service, retry["id"], ("succeeded", "failed"))["state"] == "succeeded"
+    assert wait_for_job(service, retry["id"], ("succeeded", "failed"))["state"] == "succeeded"
 
 
 def test_kill_9_of_the_whole_service_mid_fit_then_restart(tmp_path):
@@ -216,12 +177,12 @@ def test_kill_9_of_the_whole_service_mid_fit_then_restart(tmp_path):
         dataset = upload_npy(server, 20_000, "crash-data")
         job = server.post(f"/models/{model['id']}/fit", json={
             "dataset": dataset["id"], "epochs": 200, "batch_size": 32}).json()
-        wait_for(server, job["id"], ("running",))
+        wait_for_job(server, job["id"], ("running",))
         time.sleep(1.0)
         server.kill_hard()
 
         server = ServiceProcess(data_dir, workers=1).start()
-        ended = wait_for(server, job["id"], ("failed",), timeout=60)
+        ended = wait_for_job(server, job["id"], ("failed",), timeout=60)
         assert ended["error"].startswith("interrupted")
         assert server.get(f"/models/{model['id']}").json()["state"] == "compiled"
         assert server.get("/jobs", params={"state": "running"}).json()["items"] == []
@@ -283,7 +244,7 @@ def test_eight_fits_on_eight_models_with_one_job_slot_all_succeed(service):
             "dataset": dataset["id"], "epochs": 2, "batch_size": 16})
         assert response.status_code == 202, response.text
         jobs.append(response.json()["id"])
-    ended = [wait_for(service, job, ("succeeded", "failed", "cancelled"), timeout=300)
+    ended = [wait_for_job(service, job, ("succeeded", "failed", "cancelled"), timeout=300)
              for job in jobs]
     assert [job["state"] for job in ended] == ["succeeded"] * 8, [j["error"] for j in ended]
     # One slot: no two of them ran at the same time.
