@@ -144,6 +144,9 @@ def test_keras_defaults_written_out_are_dropped_and_names_kept(tmp_path):
 
 def test_compile_settings_off_the_allow_list_import_uncompiled_but_code_is_refused(tmp_path):
     config = _config_of(tmp_path, LESSON)
+    config["compile_config"].update(jit_compile=True, steps_per_execution=8)  # how, not what
+    assert translate_config(config, 200).compile == {"loss": "mean_squared_error",
+                                                     "optimizer": "adam"}
     schedule = {"module": "keras.optimizers.schedules", "class_name": "ExponentialDecay",
                 "config": {"initial_learning_rate": 0.1, "decay_steps": 10,
                            "decay_rate": 0.9}, "registered_name": None}

@@ -20,7 +20,12 @@ import keras
 import numpy as np
 
 from service.errors import InvalidSpec, LimitExceeded
-from service.keras_ops.arguments import json_default, received, signature_defaults
+from service.keras_ops.arguments import (
+    ArgumentError,
+    json_default,
+    received,
+    signature_defaults,
+)
 from service.keras_ops.catalog import LAYERS
 from service.keras_ops.compilation import LOSS, METRIC, OPTIMIZER, normalize_compile_spec
 from service.keras_ops.objects import ACTIVATION, CONSTRAINT, INITIALIZER, REGULARIZER
@@ -46,10 +51,13 @@ COMPILE_KINDS = {"keras.losses": LOSS, "keras.optimizers": OPTIMIZER, "keras.met
 # these modules' functions are accepted, and then only as a name in their allow-list.
 FUNCTION_KINDS = {"keras.activations": ACTIVATION, "keras.losses": LOSS,
                   "keras.metrics": METRIC}
-COMPILE_DEFAULTS = {"weighted_metrics": None, "run_eagerly": False, "steps_per_execution": 1,
-                    "jit_compile": False, "auto_scale_loss": True}
+# How Keras runs a compiled model, which the service decides: checked as values, not used.
+COMPILE_RUNTIME = frozenset({"run_eagerly", "jit_compile", "steps_per_execution",
+                             "auto_scale_loss"})
 # The service computes in float32: a dtype of float32 is the default, written out.
 FLOATX = "float32"
+# Defaults of None that Keras writes out as what they stand for.
+SPELLED_DEFAULTS = {"dtype": FLOATX, "activation": "linear"}
 # Keys Keras writes in layer configs that no constructor takes, at the value every layer
 # built here has; another value would change what the layer computes.
 CONFIG_ONLY = {"zero_output_for_mask": False, "unroll": False, "rms_scaling": False,
@@ -103,10 +111,9 @@ def _keys(value: Any, allowed: frozenset, path: str, what: str) -> dict:
     return value
 
 
-def _is_default(value: Any, default: Any, key: str = "") -> bool:
-    # Keras writes None as the value it stands for: the float32 policy, a linear activation.
-    if default is None and value == {"dtype": FLOATX}.get(key, "linear" if key.endswith(
-            "activation") else FLOATX):
+def _is_default(value: Any, default: Any, key: str) -> bool:
+    spelled = SPELLED_DEFAULTS.get("activation" if key.endswith("activation") else key)
+    if default is None and spelled is not None and value == spelled:
         return True
     try:
         default = json_default(default)
@@ -160,7 +167,7 @@ class _Translator:
             _refuse(f"{path}.module", f"names the module {received(module)}; {CODE_HINT}")
         try:
             canonical = kind.check(class_name)
-        except Exception:  # noqa: BLE001 - ArgumentError: not in the allow-list
+        except ArgumentError:
             if compile_mode:
                 raise _NotAllowListed(path) from None
             _refuse(f"{path}.class_name", f"{received(class_name)} is not an allow-listed "
@@ -172,7 +179,7 @@ class _Translator:
             item = self.value(raw, f"{path}.config.{key}", compile_mode)
             # A loss's, metric's or optimizer's name only labels it in histories.
             if (compile_mode and key == "name") or (
-                    key in defaults and _is_default(item, defaults[key])):
+                    key in defaults and _is_default(item, defaults[key], key)):
                 continue
             arguments[key] = item
         return {"type": canonical, **arguments} if arguments else canonical
@@ -294,15 +301,15 @@ class _Translator:
         """The compile settings as a compile spec, or None where they are not allow-listed."""
         if compile_config is None:
             return None
-        allowed = frozenset({"optimizer", "loss", "loss_weights", "metrics", *COMPILE_DEFAULTS})
+        allowed = frozenset({"optimizer", "loss", "loss_weights", "metrics",
+                             "weighted_metrics", *COMPILE_RUNTIME})
         _keys(compile_config, allowed, path, "a compile config")
         try:
             settings = {key: self.value(value, f"{path}.{key}", compile_mode=True)
                         for key, value in compile_config.items()}
         except _NotAllowListed:
             return None
-        if any(key in settings and not _is_default(settings[key], default)
-               for key, default in COMPILE_DEFAULTS.items()):
+        if settings.get("weighted_metrics") is not None:
             return None
         return {key: settings[key] for key in ("loss", "optimizer", "metrics", "loss_weights")
                 if settings.get(key) is not None}
