@@ -151,46 +151,126 @@ def load_version(path: Path, sha256: str, *, for_evaluate: bool, compile_spec: d
 
             model.compile(**compile_arguments(compile_spec))
         return LoadedModel(model, None)
-    loaded = LoadedModel(model, traced_forward(model))
-    _warm_up(loaded, label)
-    return loaded
+    return LoadedModel(model, traced_forward(model, label))
 
 
-def traced_forward(model) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
-    """The model's inference call as one graph for any batch size, traced once, here."""
+def traced_forward(model, label: str) -> Callable[[list[np.ndarray]], list[np.ndarray]]:
+    """The model's inference call as one graph for any batch size, traced and warmed up here,
+    so the first request does not pay for either."""
     import keras
 
     specs = model.inputs
+    zeros = [np.zeros((1, *(1 if dim is None else dim for dim in spec.shape[1:])),
+                      dtype=numpy_dtype(spec.dtype)) for spec in specs]
 
     def call(*inputs):
         return model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
 
+    to_numpy = keras.ops.convert_to_numpy
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 
         # The concrete function of the one signature: calling it skips tf.function's
         # dispatch (about a third of a one-row call).
-        call = tf.function(call, input_signature=[
+        concrete = tf.function(call, input_signature=[
             tf.TensorSpec(spec.shape, spec.dtype) for spec in specs]).get_concrete_function()
-        convert = [_converter(tf, spec.dtype) for spec in specs]
-    else:
-        convert = [lambda array: array for _ in specs]
+        call = checked_direct_call(tf, concrete, [spec.dtype for spec in specs], zeros, label)
+        eager_tensor = type(tf.constant(0))
+
+        def to_numpy(output):
+            # Keras' convert_to_numpy first walks its argument for symbolic tensors.
+            return (output.numpy() if type(output) is eager_tensor
+                    else keras.ops.convert_to_numpy(output))
     output_names = getattr(model, "output_names", None)
 
     def forward(arrays: list[np.ndarray]) -> list[np.ndarray]:
-        outputs = call(*(c(array) for c, array in zip(convert, arrays, strict=True)))
+        outputs = call(*arrays)
         if isinstance(outputs, dict):
             outputs = [outputs[name] for name in output_names]
         elif not isinstance(outputs, list | tuple):
             outputs = [outputs]
-        return [_jsonable(keras.ops.convert_to_numpy(output)) for output in outputs]
+        return [_jsonable(to_numpy(output)) for output in outputs]
 
+    _warm_up(forward, zeros, label)
     return forward
 
 
-def _converter(tf, dtype: str):
-    # bfloat16 has no numpy parse of its own (it arrives as float32); the rest go in as they are.
-    return lambda array: array if array.dtype.name == dtype else tf.cast(array, dtype)
+def checked_direct_call(tf, concrete, dtypes: list[str], zeros: list[np.ndarray],
+                        label: str) -> Callable:
+    """The fastest call of `concrete` that answers as its public call does on `zeros`.
+
+    A `DirectCall` in the calling thread first, then one on the usual executor (graphs with
+    low-level control flow, such as RNNs, need that one), else `concrete` itself, also when
+    the model refuses zeros (there is nothing to compare then).
+    """
+    try:
+        expected = [t.numpy() for t in tf.nest.flatten(concrete(*zeros))]
+    except Exception:
+        log.debug("%s: no call on zeros; the public call serves", label, exc_info=True)
+        return concrete
+    for executor in DirectCall.EXECUTORS:
+        try:
+            direct = DirectCall(tf, concrete, dtypes, executor)
+            answers = [t.numpy() for t in tf.nest.flatten(direct(*zeros))]
+        except (AttributeError, ImportError, TypeError):  # other internals: not worth retrying
+            log.warning("%s: TensorFlow's internals are not those expected; the public "
+                        "call serves", label, exc_info=True)
+            return concrete
+        except tf.errors.OpError as error:  # this executor cannot run this graph
+            log.info("%s: no direct call on executor %r: %s", label, executor,
+                     error.message.splitlines()[0] if error.message else error)
+            continue
+        if len(answers) == len(expected) and all(
+                np.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
+                for a, b in zip(answers, expected, strict=True)):
+            return direct
+        log.warning("%s: the direct call on executor %r answered otherwise", label, executor)
+    return concrete
+
+
+class DirectCall:
+    """A concrete function called the way its public call ends up calling it, minus the rest.
+
+    The public call binds its arguments to the signature in Python (structure, casts) and
+    runs the graph on the inter-op thread pool: for a small model that costs more than the
+    model (about two thirds of a one-row call of the lesson's MLP, plus a handoff to another
+    thread that a busy machine makes slower still). Here the arrays, already checked against
+    the signature (`inputs.checked_inputs`), become tensors directly, and with
+    SINGLE_THREADED_EXECUTOR the graph runs in the calling thread (kernels such as a large
+    MatMul still use the intra-op pool). These are TensorFlow internals: construction fails
+    with AttributeError or ImportError where they differ, and `checked_direct_call` compares
+    the answers with the public call's before one is used.
+    """
+
+    EXECUTORS = ("SINGLE_THREADED_EXECUTOR", "")  # "": TensorFlow's default executor
+
+    def __init__(self, tf, concrete, dtypes: list[str], executor: str):
+        from tensorflow.python import pywrap_tfe
+        from tensorflow.python.eager import context
+        from tensorflow.python.framework import ops
+
+        self.tf = tf
+        self.concrete = concrete  # referenced: when it goes, TensorFlow unregisters `name`
+        function = concrete._inference_function
+        self.name = function.name
+        self.pack = function.function_type.pack_output
+        self.outputs = len(function.function_type.flat_outputs)
+        self.captured = list(concrete.captured_inputs)
+        self.eager = context.context()
+        self.executor = executor
+        self.attrs = ("executor_type", executor, "config_proto",
+                      self.eager.function_call_options.config_proto_serialized)
+        self.dtypes = [(dtype, tf.as_dtype(dtype).as_datatype_enum) for dtype in dtypes]
+        self.execute, self.tensor = pywrap_tfe.TFE_Py_Execute, ops.EagerTensor
+
+    def __call__(self, *arrays: np.ndarray):
+        eager, device = self.eager, self.eager.device_name
+        inputs = [self.tensor(array, device, kind) if array.dtype.name == dtype
+                  # bfloat16 has no numpy parse of its own: it arrives as float32.
+                  else self.tf.cast(array, dtype)
+                  for array, (dtype, kind) in zip(arrays, self.dtypes, strict=True)]
+        return self.pack(self.execute(eager._handle, device, self.name, inputs + self.captured,
+                                      self.attrs, self.outputs))
 
 
 def _jsonable(array: np.ndarray) -> np.ndarray:
@@ -200,13 +280,10 @@ def _jsonable(array: np.ndarray) -> np.ndarray:
     return array
 
 
-def _warm_up(loaded: LoadedModel, label: str) -> None:
-    """Trace the forward pass now, so the first request does not pay for it."""
-    zeros = [np.zeros((1, *(1 if dim is None else dim for dim in spec.shape[1:])),
-                      dtype=numpy_dtype(spec.dtype)) for spec in loaded.model.inputs]
+def _warm_up(forward: Callable, zeros: list[np.ndarray], label: str) -> None:
     try:
-        loaded.forward(zeros)
-    except Exception:  # a model may refuse zeros (sizes below a kernel): trace on first use
+        forward(zeros)
+    except Exception:  # a model may refuse zeros (sizes below a kernel): warm on first use
         log.debug("%s: warm-up skipped", label, exc_info=True)
 
 
