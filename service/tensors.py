@@ -8,6 +8,8 @@ Pure: no Keras, no Flask; the callers choose which `ServiceError` a mismatch is.
 
 from __future__ import annotations
 
+import numpy as np
+
 from service.errors import MalformedRequest, ServiceError
 
 # Input dtypes numpy parses and stores as they are; the others are fed as float32.
@@ -41,8 +43,8 @@ def json_kind(value) -> str:
     """What a JSON value is, for messages: "an array", "a string", "null"..."""
     if value is None:
         return "null"
-    kinds = {list: "an array", dict: "an object", str: "a string", bool: "a boolean",
-             int: "a number", float: "a number"}
+    kinds = {list: "an array", np.ndarray: "an array", dict: "an object", str: "a string",
+             bool: "a boolean", int: "a number", float: "a number"}
     return kinds.get(type(value), type(value).__name__)
 
 

@@ -27,12 +27,13 @@ from service.tensors import (
 def columns_from_rows(instances, specs: list[dict]) -> dict:
     """`instances` (one item per row) as {input name: JSON array}, the columns of the batch."""
     names = [spec["name"] for spec in specs]
-    if not isinstance(instances, list):
+    table = isinstance(instances, np.ndarray)  # rows of numbers only (tables.read_tables)
+    if not (table or isinstance(instances, list)):
         raise MalformedRequest(f"'instances' must be a JSON array with one item per row; "
                                f"received {json_kind(instances)}.")
-    if not instances:
+    if not len(instances):
         raise MalformedRequest("'instances' is empty; expected at least one row.")
-    if not any(isinstance(row, dict) for row in instances):
+    if table or not any(isinstance(row, dict) for row in instances):
         if len(names) > 1:
             raise MalformedRequest(
                 f"The model has {len(names)} inputs ({', '.join(names)}); give each instance "

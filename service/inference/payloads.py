@@ -1,6 +1,7 @@
 """The native predict route's bodies, read and written without marshmallow.
 
-Predict is the route that must be fast: its body is read with orjson and its three fields
+Predict is the route that must be fast: its body is read by simdjson straight into numpy
+where it is a plain table of numbers (see `tables`), else by orjson, its three fields
 checked by hand (what `schemas.inference.PredictSchema` documents), and the answer is
 written by orjson straight from numpy arrays. Bodies may also be `.npy` or `.npz`
 (see `binary`); `Accept` chooses the answer's form.
@@ -21,27 +22,35 @@ from service.errors import (
 )
 from service.inference.binary import NPY, NPZ, npy_bytes, npy_columns, npz_bytes, npz_columns
 from service.inference.inputs import columns_by_name, columns_from_rows, has_json_literals
+from service.inference.tables import read_tables
 from service.registry.tables import Model
-from service.tensors import json_kind
+from service.tensors import json_kind, numpy_dtype
 
 JSON = "application/json"
 ANSWER_TYPES = (JSON, NPY, NPZ)
-FIELDS = ("instances", "inputs", "version")
+FORMS = ("instances", "inputs")
+FIELDS = (*FORMS, "version")
 
 
 @dataclass(frozen=True)
 class PredictRequest:
     form: str  # "instances", "inputs" (JSON), or NPY, NPZ (binary)
-    value: object  # the JSON value of that field, or the body's bytes
+    # The JSON value of that field (float64 arrays where `read_tables` read it), or the
+    # body's bytes.
+    value: object
     version: int | None
     plain_numbers: bool = False
+    body: bytes = b""  # the JSON body, read again by orjson where tables do not suit
 
     def columns(self, model: Model, max_elements: int) -> tuple[dict, str]:
         """({input name: JSON array or numpy array}, the field name for messages)."""
+        value = self.value
+        if self.form in FORMS and not _tables_suit(value, model.inputs, max_elements):
+            value = _json_object(self.body)[self.form]
         if self.form == "instances":
-            return columns_from_rows(self.value, model.inputs), "instances"
+            return columns_from_rows(value, model.inputs), "instances"
         if self.form == "inputs":
-            return columns_by_name(self.value, model.inputs, "inputs"), "inputs"
+            return columns_by_name(value, model.inputs, "inputs"), "inputs"
         if self.form == NPY:
             return npy_columns(self.value, model.inputs), "body"
         return npz_columns(self.value, model.inputs, max_elements), "body"
@@ -59,14 +68,18 @@ def read_request(body: bytes, mimetype: str, query_version: str | None) -> Predi
             f"Expected Content-Type: {JSON}, {NPY} (one input) or {NPZ} (one member per "
             f"input); received '{mimetype or 'none'}'. With curl: --json '{{...}}', or "
             f"--data-binary @x.npy -H 'Content-Type: {NPY}'.")
-    fields = _json_object(body)
+    fields = read_tables(body, FORMS, ("version",))
+    plain_numbers = fields is not None  # no true, false or null in a body of tables
+    if fields is None:
+        fields = _json_object(body)
+        plain_numbers = not has_json_literals(body)
     unknown = [key for key in fields if key not in FIELDS]
     if unknown:
         raise InvalidRequest(f"{unknown[0]}: unknown field; predict takes 'instances' or "
                              "'inputs', and 'version'.",
                              errors=[{"path": key, "message": "Unknown field."}
                                      for key in unknown])
-    given = [key for key in ("instances", "inputs") if key in fields]
+    given = [key for key in FORMS if key in fields]
     if len(given) != 1:
         message = ("expected exactly one of 'instances' (rows) or 'inputs' (columns); "
                    f"received {' and '.join(given) or 'neither'}")
@@ -81,7 +94,7 @@ def read_request(body: bytes, mimetype: str, query_version: str | None) -> Predi
             raise InvalidRequest(f"version: the body asks for {body_version}, the query for "
                                  f"{version}; give one.")
         version = body_version
-    return PredictRequest(given[0], fields[given[0]], version, not has_json_literals(body))
+    return PredictRequest(given[0], fields[given[0]], version, plain_numbers, body)
 
 
 def answer(outputs: list[np.ndarray], model: Model, version: int,
@@ -99,6 +112,22 @@ def answer(outputs: list[np.ndarray], model: Model, version: int,
                    {name: _contiguous(o) for name, o in zip(names, outputs, strict=True)})
     return orjson.dumps({"predictions": predictions, "model_version": version},
                         option=orjson.OPT_SERIALIZE_NUMPY), JSON
+
+
+def _tables_suit(value, specs: list[dict], max_elements: int) -> bool:
+    """Whether `value` holds no tables, or tables that the careful path would take as they
+    are: inputs of a float dtype, within its range, and at most `max_elements` numbers in
+    all. Else orjson reads the body again, and the careful path says what is wrong."""
+    values = value.values() if isinstance(value, dict) else [value]
+    tables = [table for table in values if isinstance(table, np.ndarray)]
+    if not tables:
+        return True
+    dtypes = [np.dtype(numpy_dtype(spec["dtype"])) for spec in specs]
+    if any(dtype.kind != "f" for dtype in dtypes):
+        return False
+    largest = min(float(np.finfo(dtype).max) for dtype in dtypes)
+    return (sum(table.size for table in tables) <= max_elements
+            and all(table.max() <= largest and -table.min() <= largest for table in tables))
 
 
 def _contiguous(array: np.ndarray) -> np.ndarray:
