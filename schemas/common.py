@@ -19,6 +19,18 @@ def strict_boolean(**kwargs) -> fields.Boolean:
     return fields.Boolean(truthy={True}, falsy={False}, **kwargs)
 
 
+class _StrictFloat(fields.Float):
+    def _validated(self, value):
+        if not isinstance(value, int | float):
+            raise self.make_error("invalid", input=value)
+        return super()._validated(value)
+
+
+def strict_float(**kwargs) -> fields.Float:
+    """A JSON number, not "0.5" (marshmallow's lenient default takes numeric strings)."""
+    return _StrictFloat(**kwargs)
+
+
 class ProblemSchema(Schema):
     """An RFC 9457 problem document: every error of the native API has this shape."""
 

@@ -2,7 +2,7 @@
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from schemas.common import PageQuerySchema, PageSchema, strict_boolean
+from schemas.common import PageQuerySchema, PageSchema, strict_boolean, strict_float
 
 JOB_STATES = ("queued", "running", "cancelling", "succeeded", "failed", "cancelled")
 ARRAY_NAME = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
@@ -15,8 +15,9 @@ def _array_names(description: str) -> fields.Raw:
 class EarlyStoppingSchema(Schema):
     monitor = fields.String(load_default="val_loss", validate=validate.Regexp(
         r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"))
-    patience = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10_000))
-    min_delta = fields.Float(load_default=0.0, validate=validate.Range(min=0, max=1e6))
+    patience = fields.Integer(strict=True, load_default=0,
+                              validate=validate.Range(min=0, max=10_000))
+    min_delta = strict_float(load_default=0.0, validate=validate.Range(min=0, max=1e6))
     mode = fields.String(load_default="auto", validate=validate.OneOf(("auto", "min", "max")))
     restore_best_weights = strict_boolean(load_default=False)
 
@@ -27,15 +28,15 @@ class FitSchema(Schema):
                      "{input_name: array_name} for several inputs. Default \"x\".")
     y = _array_names('Array name(s) of the targets: "y", a list, or {output_name: array_name}. '
                      'Default "y".')
-    epochs = fields.Integer(required=True, validate=validate.Range(min=1))
-    batch_size = fields.Integer(load_default=32, validate=validate.Range(min=1))
-    validation_split = fields.Float(validate=validate.Range(min=0, max=1, min_inclusive=False,
+    epochs = fields.Integer(strict=True, required=True, validate=validate.Range(min=1))
+    batch_size = fields.Integer(strict=True, load_default=32, validate=validate.Range(min=1))
+    validation_split = strict_float(validate=validate.Range(min=0, max=1, min_inclusive=False,
                                                             max_inclusive=False))
     validation_dataset = fields.String(metadata={
         "description": "Id of a dataset with the same array names, for validation."})
     shuffle = strict_boolean(load_default=True)
     class_weight = fields.Dict(keys=fields.String(validate=validate.Regexp(r"^[0-9]{1,6}$")),
-                               values=fields.Float(validate=validate.Range(min=0, max=1e6)),
+                               values=strict_float(validate=validate.Range(min=0, max=1e6)),
                                metadata={"description": '{"0": 1.0, "1": 5.0}'})
     early_stopping = fields.Nested(EarlyStoppingSchema, allow_none=True)
 

@@ -2,7 +2,13 @@
 
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
-from schemas.common import PageQuerySchema, PageSchema, TensorSpecSchema, name_field
+from schemas.common import (
+    PageQuerySchema,
+    PageSchema,
+    TensorSpecSchema,
+    name_field,
+    strict_float,
+)
 
 MODEL_TYPES = ("sequential", "functional")
 MODEL_STATES = ("draft", "compiled", "training", "trained")
@@ -28,7 +34,7 @@ class LayerSpecSchema(Schema):
 
 class ModelInputSchema(Schema):
     name = fields.String(required=True)
-    shape = fields.List(fields.Integer(allow_none=True), required=True,
+    shape = fields.List(fields.Integer(strict=True, allow_none=True), required=True,
                         metadata={"description": "Shape without the batch dimension."})
     dtype = fields.String(load_default="float32")
 
@@ -64,7 +70,7 @@ class BatchingSchema(Schema):
     max_batch_size = fields.Integer(strict=True, load_default=32,
                                     validate=validate.Range(min=1, max=1024), metadata={
                                         "description": "Most rows one batch runs."})
-    max_latency_ms = fields.Float(load_default=5.0, validate=validate.Range(min=0, max=1000),
+    max_latency_ms = strict_float(load_default=5.0, validate=validate.Range(min=0, max=1000),
                                   metadata={"description": "Longest a request waits for "
                                                            "others to join its batch."})
     max_queue = fields.Integer(strict=True, load_default=256,

@@ -16,14 +16,17 @@ from flask_smorest import Api
 from service.config import Config
 
 # flask-smorest serves these two itself, undocumented; the document should list every route.
+# Like every route but the probes, they need a key (the 401 every other operation has).
+UNAUTHORIZED = {"$ref": "#/components/responses/Unauthorized"}
 DOC_ONLY_PATHS = {
     "api-docs.openapi_swagger_ui": ("/docs", {"get": {
         "tags": ["docs"], "summary": "Interactive documentation (Swagger UI)",
-        "responses": {"200": {"description": "An HTML page.", "content": {"text/html": {}}}}}}),
+        "responses": {"200": {"description": "An HTML page.", "content": {"text/html": {}}},
+                      "401": UNAUTHORIZED}}}),
     "api-docs.openapi_json": ("/openapi.json", {"get": {
         "tags": ["docs"], "summary": "The OpenAPI document as JSON",
         "responses": {"200": {"description": "OpenAPI 3.1",
-                              "content": {"application/json": {}}}}}}),
+                              "content": {"application/json": {}}}, "401": UNAUTHORIZED}}}),
 }
 
 

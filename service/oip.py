@@ -19,6 +19,7 @@ import orjson
 from marshmallow import ValidationError
 
 from schemas.oip import DATATYPES, OipInferRequestSchema
+from service.datasets.arrays import MAX_RANK
 from service.errors import MalformedRequest
 from service.inference import InferenceService
 from service.openapi import API_TITLE, API_VERSION
@@ -30,7 +31,6 @@ PLATFORM = "keras"
 NUMPY_OF = {name: np.dtype("bool" if name == "BOOL" else name.lower().replace("fp", "float"))
             for name in DATATYPES}
 DATATYPE_OF = {dtype: name for name, dtype in NUMPY_OF.items()}
-MAX_RANK = 32  # Keras tensors have far fewer; it bounds the walk over nested data.
 request_schema = OipInferRequestSchema()
 
 
@@ -102,7 +102,8 @@ def infer(inference: InferenceService, tenant_id: str, name: str, version: str |
 
 
 def parse_version(version: str) -> int:
-    if not version.isdigit() or int(version) < 1:
+    # isdigit() alone takes '¹', which int() refuses.
+    if not (version.isascii() and version.isdigit()) or int(version) < 1:
         raise MalformedRequest(f"A model version is a positive integer; received '{version}'.")
     return int(version)
 
@@ -143,7 +144,8 @@ def split_body(body: bytes, header_length: str | None) -> tuple[bytes, memoryvie
     """(JSON header, the binary tensors after it)."""
     if header_length is None:
         return body, memoryview(b"")
-    if not header_length.strip().isdigit() or not 0 < int(header_length) <= len(body):
+    digits = header_length.strip()
+    if not (digits.isascii() and digits.isdigit()) or not 0 < int(digits) <= len(body):
         raise MalformedRequest(f"{HEADER_LENGTH} must be the byte length of the JSON header, "
                                f"between 1 and the body's {len(body)} bytes; received "
                                f"'{header_length}'.")

@@ -17,6 +17,7 @@ from service.inference import InferenceService
 from service.inference.inputs import columns_by_name, columns_from_rows
 from service.registry.labels import LabelRegistry
 from service.registry.tables import Model, Version
+from service.registry.versions import MAX_VERSION
 from service.tensors import json_kind
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -29,7 +30,6 @@ DATA_TYPES = {
     "uint64": "DT_UINT64", "bool": "DT_BOOL", "string": "DT_STRING",
 }
 MAX_INT64 = 2**63 - 1
-MAX_VERSION = 2**31 - 1  # the registry's column; larger numbers cannot exist
 
 
 @dataclass(frozen=True)

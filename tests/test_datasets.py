@@ -261,6 +261,8 @@ BAD_BODIES = [
     ({"data": b'{"x": [' + b"0," * 600_000 + b"0]}", "content_type": "application/json"},
      413, "KERAS_SERVICE_MAX_BODY_BYTES"),
     ({"data": b"--b\r\n", "content_type": "multipart/form-data"}, 400, "boundary"),
+    ({"data": b"--b\r\nContent-Disposition: form-data\r\n\r\nx\r\n--b--\r\n",
+      "content_type": "multipart/form-data; boundary=b"}, 400, "no name"),
     ({"data": b"--b\r\nContent-Disposition: form-data; name=\"x\"; filename=\"x.npy\"\r\n\r\nab",
       "content_type": "multipart/form-data; boundary=b"}, 400, "multipart"),
 ]

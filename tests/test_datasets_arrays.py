@@ -12,6 +12,10 @@ from service.datasets import array_from_json
 from service.datasets.npy import read_npy_header
 from service.errors import InvalidArray, LimitExceeded
 
+NESTED_100 = [1]
+for _ in range(99):
+    NESTED_100 = [NESTED_100]
+
 
 @pytest.mark.parametrize(("value", "dtype", "expected"), [
     ([[1, 2], [3, 4]], None, np.array([[1, 2], [3, 4]], np.int64)),
@@ -41,6 +45,7 @@ def test_array_from_json_converts_exactly(value, dtype, expected):
     ([1], "bool", "dtypes.x"),
     ([1], "bfloat16", "dtypes.x"),
     ("abc", None, "must be a JSON array"),
+    (NESTED_100, None, "nested deeper than 32 levels"),  # numpy stops at 64, with a ValueError
 ])
 def test_array_from_json_refuses_with_the_place_and_the_reason(value, dtype, mentions):
     with pytest.raises(InvalidArray) as caught:
@@ -62,3 +67,18 @@ def test_npy_header_is_read_without_the_data():
     assert header.shape == (3, 4) and header.dtype == np.int32
     assert header.data_offset + header.data_bytes == size
     assert buffer.tell() == header.data_offset
+
+
+def _npy_header(shape: tuple) -> bytes:
+    """A .npy header for float32 `shape`, written by hand: numpy.save cannot write it."""
+    header = repr({"descr": "<f4", "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+
+
+@pytest.mark.parametrize("shape", [(-1, -100), (4, -1)])
+def test_npy_header_with_a_negative_dimension_is_refused(shape):
+    # Two negative sizes multiply to a positive one that the data may fill exactly.
+    data = _npy_header(shape) + bytes(400)
+    with pytest.raises(InvalidArray, match="negative dimension"):
+        read_npy_header(io.BytesIO(data), name="x", file_bytes=len(data))

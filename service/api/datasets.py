@@ -29,6 +29,8 @@ FORMS_HINT = ("With curl: --json '{\"x\": [[0, 1]], \"y\": [1]}', or -F x=@x.npy
 class Datasets(MethodView):
     @blp.doc(requestBody=UPLOAD_REQUEST_BODY)
     @blp.response(201, DatasetSchema)
+    @blp.alt_response(400, schema=ProblemSchema,
+                      description="No body, malformed JSON or multipart, nested too deep.")
     @blp.alt_response(413, schema=ProblemSchema, description="Past a size cap (named).")
     @blp.alt_response(415, schema=ProblemSchema, description="Neither JSON nor multipart.")
     @blp.alt_response(422, schema=ProblemSchema, description="An array is invalid.")

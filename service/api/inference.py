@@ -32,6 +32,8 @@ class Predict(MethodView):
     @blp.alt_response(406, schema=ProblemSchema,
                       description="Accept: application/x-npy for a model with several outputs.")
     @blp.alt_response(409, schema=ProblemSchema, description="No trained version yet.")
+    @blp.alt_response(413, schema=ProblemSchema,
+                      description="The body is larger than KERAS_SERVICE_MAX_BODY_BYTES.")
     @blp.alt_response(415, schema=ProblemSchema, description="A body of another media type.")
     @blp.alt_response(422, schema=ProblemSchema,
                       description="An array of the wrong shape or values, or past the cap.")

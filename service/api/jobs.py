@@ -17,6 +17,7 @@ class ModelFit(MethodView):
     @blp.arguments(FitSchema)
     @blp.response(202, JobSchema, headers={"Location": {
         "description": "/jobs/{id} of the queued job", "schema": {"type": "string"}}})
+    @blp.alt_response(404, schema=ProblemSchema, description="No such model or dataset.")
     @blp.alt_response(409, schema=ProblemSchema, description="The model is not compiled.")
     @blp.alt_response(422, schema=ProblemSchema,
                       description="The data does not fit the model, or a cap is passed.")
@@ -49,6 +50,7 @@ class JobById(MethodView):
 @blp.route("/jobs/<job_id>/cancel")
 class JobCancel(MethodView):
     @blp.response(200, JobSchema)
+    @blp.alt_response(404, schema=ProblemSchema, description="No such job.")
     @blp.alt_response(409, schema=ProblemSchema, description="The job has already ended.")
     def post(self, job_id):
         """Cancel a job: it stops at the next batch and the model stays as it was"""

@@ -15,6 +15,7 @@ blp = Blueprint("layers", __name__, url_prefix="/models",
 class Layers(MethodView):
     @blp.arguments(LayerSpecSchema)
     @blp.response(201, ModelSchema)
+    @blp.alt_response(404, schema=ProblemSchema, description="No such model.")
     @blp.alt_response(409, schema=ProblemSchema, description="Wrong state or functional model.")
     @blp.alt_response(422, schema=ProblemSchema, description="Keras cannot build the layer.")
     def post(self, layer, model_id):
@@ -23,6 +24,7 @@ class Layers(MethodView):
             services().models.add_layer(tenant_id(), model_id, layer, if_match()), 201)
 
     @blp.response(200, LayerListSchema)
+    @blp.alt_response(404, schema=ProblemSchema, description="No such model.")
     def get(self, model_id):
         """List a model's layers with their output shapes and parameter counts"""
         model = services().models.get(tenant_id(), model_id)

@@ -95,6 +95,7 @@ class ModelById(MethodView):
 
     @blp.arguments(ModelPatchSchema)
     @blp.response(200, ModelSchema)
+    @blp.alt_response(404, schema=ProblemSchema, description="No such model.")
     @blp.alt_response(409, schema=ProblemSchema, description="The name is taken.")
     @blp.alt_response(412, schema=ProblemSchema, description="If-Match is stale.")
     def patch(self, changes, model_id):
@@ -112,6 +113,7 @@ class ModelById(MethodView):
 class ModelCompile(MethodView):
     @blp.arguments(CompileSchema)
     @blp.response(200, ModelSchema)
+    @blp.alt_response(404, schema=ProblemSchema, description="No such model.")
     @blp.alt_response(409, schema=ProblemSchema, description="Wrong state.")
     @blp.alt_response(422, schema=ProblemSchema, description="Unknown loss, optimizer, ...")
     def post(self, compile_spec, model_id):
@@ -126,6 +128,7 @@ class ModelSummary(MethodView):
     @blp.response(200, SummarySchema)
     @blp.alt_response(200, description="Keras' own summary table (?format=text).",
                       content_type="text/plain")
+    @blp.alt_response(404, schema=ProblemSchema, description="No such model.")
     @blp.alt_response(409, schema=ProblemSchema, description="No input shape yet (text).")
     def get(self, query, model_id):
         """Summarize a model: layers, output shapes, parameter counts"""

@@ -18,7 +18,8 @@ from service.api.context import services, tenant_id
 from service.api.parsing import Blueprint
 from service.errors import UnsupportedMediaType, register_protocol_error_handlers
 
-blp = Blueprint("oip", __name__, url_prefix="/v2",
+blp = Blueprint("oip", __name__, url_prefix="/v2", error_schema=OipErrorSchema,
+                error_media_type="application/json",
                 description="Open Inference Protocol (KServe v2), with Triton's binary tensor "
                             "data extension; tritonclient works unchanged.")
 register_protocol_error_handlers(blp)

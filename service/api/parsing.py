@@ -1,20 +1,27 @@
 """Request bodies: orjson, strict media types, bounded nesting, problem+json on failure.
 
 Every blueprint of the API is a `Blueprint` from here, so every JSON body goes through the
-same checks before a schema sees it.
+same checks before a schema sees it, and every operation documents the errors it answers
+(service/api/error_docs.py).
 """
 
 from __future__ import annotations
 
+import functools
+
 import flask_smorest
 import orjson
 from flask import current_app
+from marshmallow import RAISE
 from webargs.flaskparser import FlaskParser
 
+from schemas.common import ProblemSchema
+from service.api.error_docs import document_errors
 from service.errors import MalformedRequest, UnsupportedMediaType
 from service.tensors import json_kind
 
 JSON_TYPES = ("application/json",)
+PROBLEM_JSON = "application/problem+json"
 
 
 def json_depth(value, limit: int) -> int:
@@ -44,14 +51,17 @@ def load_json_object(request) -> dict:
             f"Expected Content-Type: application/json; received "
             f"'{request.content_type or 'none'}'. With curl, use --json or "
             "-H 'Content-Type: application/json'.")
+    limit = current_app.config["KERAS_SERVICE"].max_json_depth
+    too_deep = MalformedRequest(f"The JSON body is nested deeper than {limit} levels "
+                                "(KERAS_SERVICE_MAX_JSON_DEPTH).")
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError as error:
+        if str(error).startswith("depth limit exceeded"):  # orjson's own, past 1024 levels
+            raise too_deep from None
         raise MalformedRequest(f"The body is not valid JSON: {error}.") from None
-    limit = current_app.config["KERAS_SERVICE"].max_json_depth
     if json_depth(value, limit) > limit:
-        raise MalformedRequest(f"The JSON body is nested deeper than {limit} levels "
-                               "(KERAS_SERVICE_MAX_JSON_DEPTH).")
+        raise too_deep
     if not isinstance(value, dict):
         raise MalformedRequest(f"Expected a JSON object; received {json_kind(value)}.")
     return value
@@ -59,6 +69,10 @@ def load_json_object(request) -> dict:
 
 class JsonParser(FlaskParser):
     """webargs' parser with orjson and the checks above in place of its lenient defaults."""
+
+    # webargs drops unknown query parameters: GET /models?stat=trained would list them all.
+    DEFAULT_UNKNOWN_BY_LOCATION = {**FlaskParser.DEFAULT_UNKNOWN_BY_LOCATION,
+                                   "query": RAISE, "querystring": RAISE}
 
     def _raw_load_json(self, req):
         return load_json_object(req)
@@ -69,5 +83,31 @@ class JsonParser(FlaskParser):
 
 
 class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint with the parser above, documenting every error it answers.
+
+    Problem documents are documented as application/problem+json, the media type they are
+    sent with. A blueprint whose errors have another shape (the serving protocols'
+    `{"error": ...}`) names its `error_schema` and `error_media_type`.
+    """
+
     ARGUMENTS_PARSER = JsonParser()
 
+    def __init__(self, *args, error_schema=ProblemSchema, error_media_type=PROBLEM_JSON,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.error_schema, self.error_media_type = error_schema, error_media_type
+        self._prepare_doc_cbks.append(functools.partial(document_errors, blueprint=self))
+
+    def alt_response(self, status_code, *, schema=None, content_type=None, **kwargs):
+        if schema is ProblemSchema and content_type is None:
+            content_type = PROBLEM_JSON
+        return super().alt_response(status_code, schema=schema, content_type=content_type,
+                                    **kwargs)
+
+    def _store_endpoint_docs(self, endpoint, obj, parameters, tags, **options):
+        super()._store_endpoint_docs(endpoint, obj, parameters, tags, **options)
+        # The doc callbacks see an operation's doc, not its endpoint; document_errors needs
+        # it to know which key scope the operation takes.
+        for method, doc_info in self._docs[endpoint].items():
+            if method != "parameters":
+                doc_info["endpoint"] = f"{self.name}.{endpoint}"

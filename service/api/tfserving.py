@@ -8,6 +8,7 @@ does not route is a 400 "Malformed request", as in TF Serving).
 import orjson
 from flask import Response, request
 from flask.views import MethodView
+from werkzeug.routing import PathConverter
 
 from schemas.tfserving import (
     TFErrorSchema,
@@ -33,10 +34,22 @@ PREDICT_BODY = {"required": True, "content": {"application/json": {
     "schema": TFPredictRequestSchema}}, "description": "Read as JSON whatever its "
     "Content-Type, as TF Serving reads it (curl -d, requests.post(url, data=...))."}
 
-blp = Blueprint("tfserving", __name__, url_prefix="/v1",
+blp = Blueprint("tfserving", __name__, url_prefix="/v1", error_schema=TFErrorSchema,
+                error_media_type="application/json",
                 description="TensorFlow Serving's REST API: clients written for TF Serving "
                             "work unchanged.")
 register_protocol_error_handlers(blp)
+
+
+class EveryPathConverter(PathConverter):
+    """`path`, newlines included (its `.` stops at them), so that every /v1 path the routes
+    below do not take is TF Serving's 400, not a 404 of the native API."""
+
+    regex = "(?s:[^/].*?)"
+
+
+blp.record_once(lambda state: state.app.url_map.converters.setdefault(
+    "every_path", EveryPathConverter))
 
 
 @blp.after_request
@@ -112,6 +125,8 @@ class Predict(MethodView):
     @blp.alt_response(400, schema=TFErrorSchema,
                       description="Malformed body, bad tensors, unknown signature or label.")
     @blp.alt_response(404, schema=TFErrorSchema, description="No such model or version.")
+    @blp.alt_response(413, schema=TFErrorSchema,
+                      description="The body is larger than KERAS_SERVICE_MAX_BODY_BYTES.")
     def post(self, name, version=None, label=None):
         """Predict: `instances` (rows) -> `predictions`, `inputs` (columns) -> `outputs`"""
         where = address(name, version, label)
@@ -145,7 +160,7 @@ class Regress(MethodView):
         tfs().classify_or_regress(tenant_id(), address(name, version, label), "regress")
 
 
-@blp.route("/<path:rest>", methods=ANY_METHOD, endpoint="malformed")
+@blp.route("/<every_path:rest>", methods=ANY_METHOD, endpoint="malformed")
 @blp.response(400, TFErrorSchema, description="Always.")
 def malformed_request(rest):
     """Anything else under /v1: 400 "Malformed request", as TF Serving answers"""

@@ -50,6 +50,9 @@ class MultipartUpload:
                                   f"{MAX_FORM_PARTS} parts; send data as files.") from None
         except ValueError as error:
             raise MalformedRequest(f"The multipart body cannot be parsed: {error}.") from None
+        if None in form or None in files:
+            raise MalformedRequest("A part of the multipart body has no name; expected "
+                                   "Content-Disposition: form-data; name=\"...\" on each.")
         return ReceivedUpload(
             fields={key: form.getlist(key) for key in form},
             files=[(key, Path(upload.stream.name)) for key, upload in files.items(multi=True)])

@@ -24,6 +24,8 @@ JSON_DTYPES = tuple(name for name in STORED_DTYPES if name != "bool")
 DEFAULT_FLOAT = np.dtype("float32")
 DEFAULT_INTEGER = np.dtype("int64")
 INLINE_CAP = "KERAS_SERVICE_MAX_INLINE_ELEMENTS"
+# Keras tensors have far fewer dimensions; numpy refuses more than 64.
+MAX_RANK = 32
 
 
 def check_array_name(name) -> str:
@@ -87,6 +89,9 @@ def _shape_and_leaves(value, name: str, max_elements: int) -> tuple[tuple[int, .
     shape: list[int] = []
     level = [value]
     while isinstance(level[0], list):
+        if len(shape) == MAX_RANK:
+            raise InvalidArray(f"Array '{name}' is nested deeper than {MAX_RANK} levels; "
+                               f"expected at most {MAX_RANK} dimensions.")
         length = len(level[0])
         for index, item in enumerate(level):
             if not isinstance(item, list) or len(item) != length:

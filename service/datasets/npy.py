@@ -84,6 +84,9 @@ def read_npy_header(handle: BinaryIO, *, name: str, file_bytes: int) -> NpyHeade
     if not header.shape:
         raise InvalidArray(f"Array '{name}' is zero-dimensional (a single number); expected "
                            "at least one dimension, the rows.")
+    if min(header.shape) < 0:  # numpy's reader lets them through; two cancel out in the size
+        raise InvalidArray(f"Array '{name}' has a negative dimension ({header.describe()}); "
+                           "expected sizes of at least 1.")
     if 0 in header.shape:
         raise InvalidArray(f"Array '{name}' is empty ({header.describe()}); expected at least "
                            "one row of at least one value.")

@@ -155,7 +155,7 @@ def _json_object(body: bytes) -> dict:
 def _query_version(raw: str | None) -> int | None:
     if raw is None:
         return None
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):  # isdigit() alone takes '¹', which int() refuses
         raise InvalidRequest(f"query.version: expected a version number (1, 2, ...); "
                              f"received {raw!r}.",
                              errors=[{"path": "query.version", "message": "Not a valid integer."}])

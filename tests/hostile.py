@@ -1,0 +1,143 @@
+"""Hostile request bodies for every route that takes a JSON body.
+
+Shared by tests/test_hostile_input.py (each body through the app, in-process) and
+tests/test_e2e_hostile.py (the same barrage, and 300 MB bodies, at a real server). A route's
+body templates hold NUMBER where a number goes and ARRAY where an array of numbers goes, and
+`{...}` placeholders for the ids of the resources the test made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import yaml
+
+PROBLEM_JSON = "application/problem+json"
+ROW = ", ".join(["0.5"] * 99)  # 99 numbers: a NUMBER before them makes one row of the lesson
+
+
+@dataclass(frozen=True)
+class Route:
+    label: str
+    method: str
+    operation: str  # the path as openapi.yaml writes it
+    path: str  # the same, with the test's ids to fill in
+    number_body: str
+    array_body: str | None = None  # None: no array of numbers in this body
+    integer: bool = True  # NUMBER must be an integer (2**64 is then past every range)
+    protocol_errors: bool = False  # errors are {"error": ...} (/v1, /v2), not problem+json
+    any_media_type: bool = False  # reads JSON whatever the Content-Type, as TF Serving does
+
+
+ROUTES = [
+    Route("create model", "POST", "/models", "/models",
+          '{"name": "hostile", "layers": [{"type": "Dense", "units": NUMBER, "input_dim": 4}]}',
+          '{"name": "hostile", "type": "functional", "inputs": [{"name": "x", "shape": ARRAY}],'
+          ' "layers": [], "outputs": ["x"]}'),
+    Route("add layer", "POST", "/models/{model_id}/layers", "/models/{draft_id}/layers",
+          '{"type": "Dense", "units": NUMBER}'),
+    Route("compile", "POST", "/models/{model_id}/compile", "/models/{draft_id}/compile",
+          '{"loss": "mse", "optimizer": {"type": "sgd", "learning_rate": NUMBER}}',
+          integer=False),
+    Route("patch", "PATCH", "/models/{model_id}", "/models/{draft_id}",
+          '{"batching": {"max_batch_size": NUMBER}}'),
+    Route("dataset JSON", "POST", "/datasets", "/datasets",
+          '{"x": [[NUMBER, 1]], "y": [1]}', '{"x": ARRAY, "y": [1, 2]}', integer=False),
+    Route("fit", "POST", "/models/{model_id}/fit", "/models/{lesson_id}/fit",
+          '{"dataset": "{dataset_id}", "epochs": NUMBER}'),
+    Route("predict", "POST", "/models/{model_id}/predict", "/models/{lesson_id}/predict",
+          '{"instances": [[NUMBER, ' + ROW + ']], "version": 1}',
+          '{"instances": ARRAY}', integer=False),
+    Route("evaluate", "POST", "/models/{model_id}/evaluate", "/models/{lesson_id}/evaluate",
+          '{"dataset": "{dataset_id}", "batch_size": NUMBER}',
+          '{"x": ARRAY, "y": [[1, 0, 0, 0, 0, 0, 0, 0, 0, 0]]}'),
+    Route("set label", "PUT", "/models/{model_id}/labels/{label}",
+          "/models/{lesson_id}/labels/hostile", '{"version": NUMBER}'),
+    Route("TF Serving predict", "POST", "/v1/models/{name}:predict",
+          "/v1/models/{lesson_name}:predict", '{"instances": [[NUMBER, ' + ROW + ']]}',
+          '{"instances": ARRAY}', integer=False, protocol_errors=True, any_media_type=True),
+    Route("OIP infer", "POST", "/v2/models/{name}/infer", "/v2/models/{lesson_name}/infer",
+          '{"inputs": [{"name": "input_layer", "datatype": "FP32", "shape": [1, NUMBER], '
+          '"data": [' + ROW + ', 0.5]}]}',
+          '{"inputs": [{"name": "input_layer", "datatype": "FP32", "shape": [2, 2], '
+          '"data": ARRAY}]}', protocol_errors=True, any_media_type=True),
+]
+
+
+@dataclass(frozen=True)
+class Hostile:
+    label: str
+    slot: str  # "number", "array", "integer" (a number slot that takes integers only), "body"
+    raw: bytes  # what goes into the slot, or the whole body
+    words: tuple[str, ...]  # the detail names the problem with one of these
+    content_type: str | None = "application/json"
+
+    def body(self, route: Route) -> bytes | None:
+        """The body to send `route`, or None where this does not apply to it."""
+        if self.slot == "body":
+            return self.raw
+        if self.slot == "array":
+            template = route.array_body
+        elif self.slot == "integer" and not route.integer:
+            template = None
+        else:
+            template = route.number_body
+        if template is None:
+            return None
+        marker = "ARRAY" if self.slot == "array" else "NUMBER"
+        return template.encode().replace(marker.encode(), self.raw)
+
+
+def nested(depth: int) -> bytes:
+    return b"[" * depth + b"1" + b"]" * depth
+
+
+HOSTILE = [
+    Hostile("5,000-deep arrays", "array", nested(5000), ("depth", "deep")),
+    Hostile("5,000-deep objects", "body", b'{"a": ' * 5000 + b"1" + b"}" * 5000,
+            ("depth", "deep")),
+    # Deeper than KERAS_SERVICE_MAX_JSON_DEPTH (32), within orjson's own limit (1024).
+    Hostile("100-deep arrays", "array", nested(100),
+            ("deep", "depth", "dimensions", "rank", "nested", "expects")),
+    Hostile("ragged arrays", "array", b"[[1, 2], [3]]",
+            ("ragged", "Not a valid integer", "nested")),
+    Hostile("NaN", "number", b"NaN", ("not valid JSON",)),
+    Hostile("Infinity", "number", b"-Infinity", ("not valid JSON",)),
+    Hostile("1e400", "number", b"1e400", ("infinity",)),
+    Hostile("10**400", "number", str(10**400).encode(), ("infinity",)),
+    Hostile("2**64", "integer", str(2**64).encode(), ("integer", "version", "expects", "cap")),
+    Hostile("a string for a number", "number", b'"1"', ("string", "number", "integer")),
+    Hostile("empty body", "body", b"", ("no body", "empty")),
+    Hostile("no Content-Type, no body", "body", b"", ("no body", "empty", "Content-Type"),
+            content_type=None),
+    Hostile("a JSON array for the body", "body", b"[1, 2]", ("object",)),
+    Hostile("invalid UTF-8", "body", b'{"x": "\xff\xfe"}', ("not valid JSON",)),
+]
+
+# The route's body, as another media type: 415, except where JSON is read whatever it says.
+WRONG_MEDIA_TYPES = ["text/plain", "application/xml", "application/x-www-form-urlencoded",
+                     "application/octet-stream"]
+
+
+def fill(text: str, ids: dict[str, str]) -> str:
+    for name, value in ids.items():
+        text = text.replace("{" + name + "}", value)
+    return text
+
+
+def documented_statuses(document: dict, method: str, path: str) -> set[int]:
+    """The statuses openapi.yaml lists for `method` `path` (a path as the document writes it)."""
+    return {int(status) for status in document["paths"][path][method.lower()]["responses"]}
+
+
+def load_document(path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def error_detail(route: Route, status: int, media_type: str, body: dict) -> str:
+    """The error's words, after checking that the error has the route's shape."""
+    if route.protocol_errors:
+        assert media_type == "application/json" and list(body) == ["error"], (media_type, body)
+        return body["error"]
+    assert media_type == PROBLEM_JSON and body["status"] == status, (media_type, body)
+    return body["detail"]
