@@ -8,7 +8,7 @@ import re
 
 import orjson
 import pytest
-from flask import Flask
+from flask import Flask, Response
 
 from service import request_log
 
@@ -66,6 +66,8 @@ def test_errors_carry_the_request_id_too(client, method, path):
 def test_one_json_access_line_per_request_with_every_field(client, access_lines):
     response = client.get("/models/abc123", headers={"X-Request-ID": "line-1",
                                                      "User-Agent": "tester/1"})
+    assert access_lines() == []  # written once the body is sent: when the server closes it
+    response.close()
     lines = [line for line in access_lines() if line["request_id"] == "line-1"]
     assert len(lines) == 1
     line = lines[0]
@@ -79,8 +81,8 @@ def test_one_json_access_line_per_request_with_every_field(client, access_lines)
 
 
 def test_an_unknown_route_and_method_are_logged_as_unmatched_and_other(client, access_lines):
-    client.get("/no/such/thing", headers={"X-Request-ID": "unmatched-1"})
-    client.open("/healthz", method="BREW", headers={"X-Request-ID": "brew-1"})
+    client.get("/no/such/thing", headers={"X-Request-ID": "unmatched-1"}).close()
+    client.open("/healthz", method="BREW", headers={"X-Request-ID": "brew-1"}).close()
     lines = {line["request_id"]: line for line in access_lines()}
     assert lines["unmatched-1"]["route"] == request_log.UNMATCHED_ROUTE
     assert lines["unmatched-1"]["path"] == "/no/such/thing"
@@ -102,8 +104,23 @@ def bare_app(access_log: bool) -> Flask:
 def test_the_access_log_can_be_turned_off(access_lines):
     response = bare_app(access_log=False).test_client().get(
         "/fail", headers={"X-Request-ID": "quiet-1"})
+    response.close()
     assert response.headers["X-Request-ID"] == "quiet-1"
     assert not [line for line in access_lines() if line["request_id"] == "quiet-1"]
+
+
+def test_a_stream_is_logged_when_it_starts_not_when_it_ends(access_lines):
+    app = bare_app(access_log=True)
+
+    @app.get("/events")
+    def events():
+        return Response(iter([b"data: 1\n\n", b"data: 2\n\n"]), mimetype="text/event-stream")
+
+    response = app.test_client().get("/events", headers={"X-Request-ID": "stream-1"})
+    lines = [line for line in access_lines() if line["request_id"] == "stream-1"]
+    assert [(line["status"], line["bytes"]) for line in lines] == [(200, None)]
+    response.close()
+    assert len([line for line in access_lines() if line["request_id"] == "stream-1"]) == 1
 
 
 def test_error_logs_written_during_a_request_carry_its_id():
