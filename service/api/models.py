@@ -23,6 +23,7 @@ from service.imports.archive import IMPORT_CAP
 from service.imports.service import FORM_HINT, ImportService
 from service.limits import ImportLimits
 
+SUMMARY_ANSWER = "The summary as JSON, or Keras' own table as text/plain with ?format=text."
 blp = Blueprint("models", __name__, url_prefix="/models",
                 description="Build Keras models: Sequential or functional, then compile.")
 
@@ -125,9 +126,9 @@ class ModelCompile(MethodView):
 @blp.route("/<model_id>/summary")
 class ModelSummary(MethodView):
     @blp.arguments(SummaryQuerySchema, location="query")
-    @blp.response(200, SummarySchema)
-    @blp.alt_response(200, description="Keras' own summary table (?format=text).",
-                      content_type="text/plain")
+    @blp.response(200, SummarySchema, description=SUMMARY_ANSWER)
+    @blp.alt_response(200, schema={"type": "string"}, content_type="text/plain",
+                      description=SUMMARY_ANSWER)
     @blp.alt_response(404, schema=ProblemSchema, description="No such model.")
     @blp.alt_response(409, schema=ProblemSchema, description="No input shape yet (text).")
     def get(self, query, model_id):
