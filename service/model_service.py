@@ -90,16 +90,22 @@ class ModelService:
                 "first layer `input_shape` (or `input_dim`), e.g. "
                 '{"type": "Dense", "units": 10, "input_dim": 100}.',
                 errors=[{"path": "layers[0].input_shape", "message": "required to compile"}])
-        path = self.store.compiled_path(model.id)
+        path = self.store.new_compiled_path(model.id)
         # A trained model keeps its latest weights; only the training settings change.
         weights_from = (str(self.store.artifact_path(model.id, model.artifact))
                         if model.state == "trained" else None)
-        saved = self.builder.call("save_compiled", model.spec, compile_spec, str(path),
-                                  self.limits, weights_from=weights_from)
-        # The file is in place; only now does the registry record it.
-        return self.registry.update(model, state="trained" if weights_from else "compiled",
-                                    compile=saved["compile"], artifact_sha256=saved["sha256"],
-                                    artifact=path.name)
+        try:
+            saved = self.builder.call("save_compiled", model.spec, compile_spec, str(path),
+                                      self.limits, weights_from=weights_from)
+            # The file is in place; only now does the registry record it.
+            updated = self.registry.update(
+                model, state="trained" if weights_from else "compiled",
+                compile=saved["compile"], artifact_sha256=saved["sha256"], artifact=path.name)
+        except BaseException:
+            self.store.remove_file(path)
+            raise
+        self.store.keep_compiled(model.id, path.name)
+        return updated
 
     def summary_text(self, tenant_id: str, model_id: str) -> str:
         model = self.get(tenant_id, model_id)
@@ -138,7 +144,7 @@ class ModelService:
         updated = self.registry.update(model, state="draft", compile=None,
                                        artifact_sha256=None, artifact=None, **described)
         if was_compiled:
-            self.store.remove_file(self.store.compiled_path(model.id))
+            self.store.keep_compiled(model.id, None)
         return updated
 
 

@@ -70,11 +70,16 @@ def prepare_data_dir(config: Config) -> None:
     database = Database(config.database_url)
     database.migrate(config.data_dir)
     temporary = store.sweep_temporary_files()
-    orphans = (store.sweep_orphans(store.models_dir, ModelRegistry(database).all_ids())
+    artifacts = ModelRegistry(database).artifacts()
+    orphans = (store.sweep_orphans(store.models_dir, set(artifacts))
                + store.sweep_orphans(store.datasets_dir, DatasetRegistry(database).all_ids()))
-    if temporary or orphans:
-        log.warning("start-up sweep removed %d temporary file(s) and %d orphaned model or "
-                    "dataset folder(s)", temporary, orphans)
+    # A compile killed before its registry update leaves a compiled file nothing records.
+    stray = sum(store.keep_compiled(model_id, artifact) for model_id, artifact in
+                artifacts.items())
+    if temporary or orphans or stray:
+        log.warning("start-up sweep removed %d temporary file(s), %d orphaned model or "
+                    "dataset folder(s) and %d unrecorded compiled file(s)",
+                    temporary, orphans, stray)
     database.engine.dispose()
 
 

@@ -3,7 +3,7 @@
 Layout::
 
     DATA_DIR/registry.sqlite3          the default registry
-    DATA_DIR/models/<id>/compiled.keras the compiled, untrained model
+    DATA_DIR/models/<id>/compiled-<hex>.keras  the compiled model (a new name per compile)
     DATA_DIR/models/<id>/v<N>.keras     one immutable file per successful fit
     DATA_DIR/datasets/<id>/<array>.npy  one file per uploaded array
 
@@ -26,7 +26,8 @@ TEMP_PREFIX = ".tmp-"
 _ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
 
-_ARTIFACT_PATTERN = re.compile(r"^(compiled|v[0-9]{1,9})\.keras$")
+# "compiled.keras" is the name data dirs of before revision-unique names still hold.
+_ARTIFACT_PATTERN = re.compile(r"^(compiled(-[0-9a-f]{12})?|v[0-9]{1,9})\.keras$")
 
 
 def _checked_id(ident: str) -> str:
@@ -100,8 +101,20 @@ class ArtifactStore:
     def dataset_dir(self, dataset_id: str) -> Path:
         return self.datasets_dir / _checked_id(dataset_id)
 
-    def compiled_path(self, model_id: str) -> Path:
-        return self.model_dir(model_id) / "compiled.keras"
+    def new_compiled_path(self, model_id: str) -> Path:
+        """A name no file of the model has yet: a compile never overwrites the file the
+        registry records, so a crash or a lost race before the registry update leaves
+        that file as it was, and only a stray new one that `keep_compiled` removes."""
+        return self.model_dir(model_id) / f"compiled-{uuid.uuid4().hex[:12]}.keras"
+
+    def keep_compiled(self, model_id: str, keep: str | None) -> int:
+        """Remove the model's compiled files but `keep` (the one recorded); return how many."""
+        removed = 0
+        for path in self.model_dir(model_id).glob("compiled*.keras"):
+            if path.name != keep and _ARTIFACT_PATTERN.fullmatch(path.name):
+                self.remove_file(path)
+                removed += 1
+        return removed
 
     def version_path(self, model_id: str, number: int) -> Path:
         return self.model_dir(model_id) / f"v{int(number)}.keras"

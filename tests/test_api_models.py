@@ -6,6 +6,7 @@ import keras
 import pytest
 
 from tests.conftest import LESSON_LAYERS
+from tests.files import compiled_file
 
 JSON_PROBLEM = "application/problem+json"
 
@@ -46,7 +47,7 @@ def test_lesson_story_create_add_compile_summary_delete(client, config, unique_n
     assert compiled["state"] == "compiled"
     assert compiled["compile"]["loss"] == "categorical_crossentropy"
 
-    path = config.data_dir / "models" / model["id"] / "compiled.keras"
+    path = compiled_file(config.data_dir, model["id"])
     loaded = keras.saving.load_model(path)
     assert loaded.count_params() == 11110
     assert [layer.name for layer in loaded.layers] == [x["name"] for x in model["layers"]]
@@ -67,8 +68,7 @@ def test_lesson_story_create_add_compile_summary_delete(client, config, unique_n
 def test_adding_a_layer_after_compile_returns_to_draft(client, config, unique_name):
     model = lesson_model(client, unique_name)
     client.post(f"/models/{model['id']}/compile", json={"loss": "mse", "optimizer": "adam"})
-    compiled_file = config.data_dir / "models" / model["id"] / "compiled.keras"
-    assert compiled_file.exists()
+    compiled = compiled_file(config.data_dir, model["id"])
 
     response = client.post(f"/models/{model['id']}/layers",
                            json={"type": "Dense", "units": 3})
@@ -76,7 +76,8 @@ def test_adding_a_layer_after_compile_returns_to_draft(client, config, unique_na
     model = response.get_json()
     assert model["state"] == "draft" and model["compile"] is None
     assert model["layers"][-1]["output_shape"] == [None, 3]
-    assert not compiled_file.exists()
+    assert not compiled.exists()
+    assert not list(compiled.parent.glob("compiled*.keras"))
 
 
 def test_remove_a_layer_by_index(client, unique_name):
@@ -118,7 +119,7 @@ def test_functional_two_input_model_with_two_outputs(client, config, unique_name
         "optimizer": {"type": "adam", "learning_rate": 0.001},
         "metrics": {"label": ["accuracy"]}})
     assert response.status_code == 200, response.get_json()
-    loaded = keras.saving.load_model(config.data_dir / "models" / model["id"] / "compiled.keras")
+    loaded = keras.saving.load_model(compiled_file(config.data_dir, model["id"]))
     assert loaded.count_params() == model["params"]
     assert len(loaded.outputs) == 2
 

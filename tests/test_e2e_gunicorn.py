@@ -10,6 +10,7 @@ import psutil
 import pytest
 
 from tests.conftest import LESSON_LAYERS
+from tests.files import compiled_file
 from tests.server import ServiceProcess
 
 pytestmark = pytest.mark.slow
@@ -46,7 +47,7 @@ def test_lesson_story_through_gunicorn(service):
 
     text = service.get(f"/models/{model['id']}/summary", params={"format": "text"})
     assert text.status_code == 200 and "Total params: 11,110" in text.text
-    path = service.data_dir / "models" / model["id"] / "compiled.keras"
+    path = compiled_file(service.data_dir, model["id"])
     loaded = keras.saving.load_model(path)
     assert loaded.count_params() == 11110
     assert loaded.loss.name == "categorical_crossentropy"
@@ -109,7 +110,7 @@ def test_kill_9_then_restart_keeps_every_model_and_its_state(tmp_path):
         assert after[draft["id"]]["state"] == "draft"
         assert after[functional["id"]]["type"] == "functional"
         assert not list(data_dir.rglob(".tmp-*"))
-        loaded = keras.saving.load_model(data_dir / "models" / compiled["id"] / "compiled.keras")
+        loaded = keras.saving.load_model(compiled_file(data_dir, compiled["id"]))
         assert loaded.count_params() == 11110
         # The restarted service goes on where it stopped.
         response = server.post(f"/models/{draft['id']}/compile",

@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from tests.conftest import LESSON_LAYERS
+from tests.files import compiled_file
 from tests.server import (
     ServiceProcess,
     alive,
@@ -82,7 +83,7 @@ def test_the_lesson_story_fit_predict_download(service, tmp_path):
     assert recompiled.status_code == 200, recompiled.text
     assert (recompiled.json()["state"], recompiled.json()["version"]) == ("trained", 1)
     folder = service.data_dir / "models" / model["id"]
-    kept = keras.saving.load_model(folder / "compiled.keras").get_weights()
+    kept = keras.saving.load_model(compiled_file(service.data_dir, model["id"])).get_weights()
     trained_weights = keras.saving.load_model(folder / "v1.keras").get_weights()
     assert all(np.array_equal(a, b) for a, b in zip(kept, trained_weights, strict=True))
 

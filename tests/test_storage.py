@@ -24,12 +24,12 @@ def test_sweep_removes_temporary_files_and_orphans(tmp_path):
     kept, orphan = new_id(), new_id()
     for model_id in (kept, orphan):
         store.model_dir(model_id).mkdir()
-        (store.model_dir(model_id) / "compiled.keras").write_bytes(b"k")
+        store.new_compiled_path(model_id).write_bytes(b"k")
     (store.model_dir(kept) / f"{TEMP_PREFIX}abc.keras").write_bytes(b"partial")
 
     assert store.sweep_temporary_files() == 1
     assert store.sweep_orphans(store.models_dir, {kept}) == 1
-    assert store.compiled_path(kept).exists()
+    assert len(list(store.model_dir(kept).glob("compiled-*.keras"))) == 1
     assert not store.model_dir(orphan).exists()
 
 

@@ -47,9 +47,10 @@ class ModelRegistry:
             query = query.where(Model.name == name)
         return self.db.page(query, Model.created_at, Model.id, limit=limit, offset=offset)
 
-    def all_ids(self) -> set[str]:
+    def artifacts(self) -> dict[str, str | None]:
+        """{model id: the file its next fit starts from}, every tenant's (start-up sweep)."""
         with self.db.session() as session:
-            return set(session.scalars(select(Model.id)))
+            return dict(session.execute(select(Model.id, Model.artifact)).all())
 
     def existing_ids(self, model_ids: set[str]) -> set[str]:
         """Which of `model_ids` are still models (any tenant's)."""
