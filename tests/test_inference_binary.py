@@ -8,7 +8,10 @@ import zipfile
 
 import numpy as np
 import pytest
+from flask import request
 
+from service.api import inference as inference_api
+from service.inference.payloads import ANSWER_TYPES, JSON
 from tests.test_inference import JSON_PROBLEM, keras_model
 from tests.trained import (
     lesson_data,
@@ -187,3 +190,17 @@ def test_too_many_numbers_in_npy_names_the_cap(app, client, lesson, monkeypatch)
     response = post(client, lesson, npz(input_layer=np.zeros((3, 100), np.float32)), NPZ)
     assert response.status_code == 422
     assert "KERAS_SERVICE_MAX_INLINE_ELEMENTS" in response.get_json()["detail"]
+
+
+@pytest.mark.parametrize("query, accept", [
+    ("", None), ("", ""), ("", "*/*"), ("", "application/json"), ("", "application/*"),
+    ("", NPY), ("", f"{NPY};q=0.5, application/json"), ("", "text/html, */*;q=0.1"),
+    ("", f"{NPZ}, {NPY};q=0.9"), ("", "text/html"), ("?version=2", None), ("?a=1", None),
+    ("?version=", None),
+])
+def test_the_shortcuts_for_query_and_accept_read_them_as_werkzeug_does(app, query, accept):
+    headers = {} if accept is None else {"Accept": accept}
+    with app.test_request_context(f"/models/x/predict{query}", method="POST", headers=headers):
+        assert inference_api._query_version() == request.args.get("version")
+        assert inference_api._answer_type() == (
+            request.accept_mimetypes.best_match(ANSWER_TYPES) or (JSON if not accept else None))
