@@ -60,6 +60,7 @@ def create_app(config: Config | None = None) -> Flask:
         versions,
     )
     from service.api.context import Services
+    from service.api.parsing import CappedRequest
     from service.auth import guard
     from service.auth.keyring import KeyRing
     from service.builder import BuilderPool
@@ -89,6 +90,7 @@ def create_app(config: Config | None = None) -> Flask:
     config = config or Config.from_env()
     configure_logging(config)
     app = Flask(__name__)
+    app.request_class = CappedRequest
     app.json = OrjsonProvider(app)
     # "/models/..//x" must be a 404, not a redirect to a path the client never asked for.
     app.url_map.merge_slashes = False

@@ -168,6 +168,8 @@ def register_error_handlers(app) -> None:
     @app.errorhandler(HTTPException)
     def handle_http_exception(error: HTTPException):
         status = error.code or 500
+        if status == PayloadTooLarge.status:  # werkzeug's body cap: one problem type for 413
+            return handle_service_error(PayloadTooLarge(_http_detail(error)))
         body = {
             "type": PROBLEM_TYPE_BASE + error.name.lower().replace(" ", "-"),
             "title": error.name,

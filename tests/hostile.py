@@ -1,18 +1,22 @@
-"""Hostile request bodies for every route that takes a JSON body.
+"""Hostile requests to every route that takes a body, and odd numbers where ids go.
 
-Shared by tests/test_hostile_input.py (each body through the app, in-process) and
+Shared by tests/test_hostile_input.py (each request through the app, in-process) and
 tests/test_e2e_hostile.py (the same barrage, and 300 MB bodies, at a real server). A route's
-body templates hold NUMBER where a number goes and ARRAY where an array of numbers goes, and
-`{...}` placeholders for the ids of the resources the test made.
+body templates hold NUMBER where a number goes and ARRAY where an array of numbers goes;
+paths and bodies hold `{...}` placeholders for the ids of the resources a test made.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import yaml
 
+from tests.operations import fill
+
 PROBLEM_JSON = "application/problem+json"
+DOCUMENT = yaml.safe_load((Path(__file__).parent.parent / "openapi.yaml").read_text())
 ROW = ", ".join(["0.5"] * 99)  # 99 numbers: a NUMBER before them makes one row of the lesson
 
 
@@ -25,7 +29,6 @@ class Route:
     number_body: str
     array_body: str | None = None  # None: no array of numbers in this body
     integer: bool = True  # NUMBER must be an integer (2**64 is then past every range)
-    protocol_errors: bool = False  # errors are {"error": ...} (/v1, /v2), not problem+json
     any_media_type: bool = False  # reads JSON whatever the Content-Type, as TF Serving does
 
 
@@ -55,12 +58,12 @@ ROUTES = [
           "/models/{lesson_id}/labels/hostile", '{"version": NUMBER}'),
     Route("TF Serving predict", "POST", "/v1/models/{name}:predict",
           "/v1/models/{lesson_name}:predict", '{"instances": [[NUMBER, ' + ROW + ']]}',
-          '{"instances": ARRAY}', integer=False, protocol_errors=True, any_media_type=True),
+          '{"instances": ARRAY}', integer=False, any_media_type=True),
     Route("OIP infer", "POST", "/v2/models/{name}/infer", "/v2/models/{lesson_name}/infer",
           '{"inputs": [{"name": "input_layer", "datatype": "FP32", "shape": [1, NUMBER], '
           '"data": [' + ROW + ', 0.5]}]}',
           '{"inputs": [{"name": "input_layer", "datatype": "FP32", "shape": [2, 2], '
-          '"data": ARRAY}]}', protocol_errors=True, any_media_type=True),
+          '"data": ARRAY}]}', any_media_type=True),
 ]
 
 
@@ -118,26 +121,87 @@ HOSTILE = [
 WRONG_MEDIA_TYPES = ["text/plain", "application/xml", "application/x-www-form-urlencoded",
                      "application/octet-stream"]
 
+# Numbers where a version, an index, an offset or a byte count goes: N in the path or header.
+ODD_NUMBERS = ["¹", "-1", "1e3", str(2**63), str(2**64), str(10**40)]
+NUMBERED = [
+    # (method, path as openapi.yaml writes it, path to send, headers)
+    ("GET", "/models/{model_id}/versions/{number}", "/models/{lesson_id}/versions/N", {}),
+    ("GET", "/models/{model_id}/versions/{number}/artifact",
+     "/models/{lesson_id}/versions/N/artifact", {}),
+    ("POST", "/models/{model_id}/predict", "/models/{lesson_id}/predict?version=N", {}),
+    ("DELETE", "/models/{model_id}/layers/{index}", "/models/{draft_id}/layers/N", {}),
+    ("GET", "/models", "/models?offset=N", {}),
+    ("GET", "/v1/models/{name}/versions/{version}", "/v1/models/{lesson_name}/versions/N", {}),
+    ("GET", "/v2/models/{name}/versions/{version}", "/v2/models/{lesson_name}/versions/N", {}),
+    ("GET", "/v2/models/{name}/versions/{version}/ready",
+     "/v2/models/{lesson_name}/versions/N/ready", {}),
+    ("POST", "/v2/models/{name}/versions/{version}/infer",
+     "/v2/models/{lesson_name}/versions/N/infer", {}),
+    ("POST", "/v2/models/{name}/infer", "/v2/models/{lesson_name}/infer",
+     {"Inference-Header-Content-Length": "N"}),
+]
 
-def fill(text: str, ids: dict[str, str]) -> str:
-    for name, value in ids.items():
-        text = text.replace("{" + name + "}", value)
-    return text
+
+@dataclass(frozen=True)
+class Sent:
+    """One hostile request, and what its refusal must say."""
+
+    label: str
+    method: str
+    operation: str  # the path as openapi.yaml writes it
+    path: str  # with `{...}` placeholders for the test's ids
+    body: bytes = b""
+    headers: dict = field(default_factory=dict)
+    words: tuple[str, ...] = ()  # the detail holds one of these (any detail if empty)
+
+    def filled(self, ids: dict) -> tuple[str, bytes]:
+        """(path, body) with the test's ids."""
+        text = self.body.decode("utf-8", "surrogateescape")  # keeps invalid UTF-8 as it is
+        return fill(self.path, ids), fill(text, ids).encode("utf-8", "surrogateescape")
 
 
-def documented_statuses(document: dict, method: str, path: str) -> set[int]:
+def hostile_requests() -> list[Sent]:
+    """Each hostile body to each route, each route's body as other media types, and the odd
+    numbers where numbers go in paths, queries and headers."""
+    sent = []
+    for route in ROUTES:
+        for hostile in HOSTILE:
+            body = hostile.body(route)
+            if body is not None:
+                headers = {"Content-Type": hostile.content_type} if hostile.content_type else {}
+                sent.append(Sent(f"{route.label}: {hostile.label}", route.method,
+                                 route.operation, route.path, body, headers, hostile.words))
+        if not route.any_media_type:
+            body = route.number_body.replace("NUMBER", "1").encode()
+            sent += [Sent(f"{route.label}: {media_type}", route.method, route.operation,
+                          route.path, body, {"Content-Type": media_type}, ("Content-Type",))
+                     for media_type in WRONG_MEDIA_TYPES]
+    predict = b'{"instances": [[' + ROW.encode() + b', 0.5]]}'
+    for method, operation, path, headers in NUMBERED:
+        sent += [Sent(f"{method} {path}: {number}", method, operation, path.replace("N", number),
+                      predict if method == "POST" else b"",
+                      {"Content-Type": "application/json",
+                       **{key: value.replace("N", number) for key, value in headers.items()}})
+                 for number in ODD_NUMBERS]
+    return sent
+
+
+def documented_statuses(method: str, path: str) -> set[int]:
     """The statuses openapi.yaml lists for `method` `path` (a path as the document writes it)."""
-    return {int(status) for status in document["paths"][path][method.lower()]["responses"]}
+    return {int(status) for status in DOCUMENT["paths"][path][method.lower()]["responses"]}
 
 
-def load_document(path) -> dict:
-    return yaml.safe_load(path.read_text())
-
-
-def error_detail(route: Route, status: int, media_type: str, body: dict) -> str:
-    """The error's words, after checking that the error has the route's shape."""
-    if route.protocol_errors:
+def check_refusal(sent: Sent, status: int, media_type: str, body) -> str:
+    """The refusal's detail, after checking that it is a 4xx that openapi.yaml lists for the
+    operation, in the operation's error shape, and that the detail holds one of the words."""
+    assert 400 <= status < 500, (sent.label, status, body)
+    statuses = documented_statuses(sent.method, sent.operation)
+    assert status in statuses, f"{sent.label}: {status} is not in openapi.yaml's {statuses}"
+    if sent.operation.startswith(("/v1/", "/v2/")):  # the serving protocols' {"error": ...}
         assert media_type == "application/json" and list(body) == ["error"], (media_type, body)
-        return body["error"]
-    assert media_type == PROBLEM_JSON and body["status"] == status, (media_type, body)
-    return body["detail"]
+        detail = body["error"]
+    else:
+        assert media_type == PROBLEM_JSON and body["status"] == status, (media_type, body)
+        detail = body["detail"]
+    assert not sent.words or any(word.lower() in detail.lower() for word in sent.words), detail
+    return detail

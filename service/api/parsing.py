@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import functools
 
+import flask
 import flask_smorest
 import orjson
 from flask import current_app
 from marshmallow import RAISE
 from webargs.flaskparser import FlaskParser
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from schemas.common import ProblemSchema
 from service.api.error_docs import document_errors
@@ -22,6 +24,23 @@ from service.tensors import json_kind
 
 JSON_TYPES = ("application/json",)
 PROBLEM_JSON = "application/problem+json"
+
+
+class CappedRequest(flask.Request):
+    """Flask's request, whose body past KERAS_SERVICE_MAX_BODY_BYTES is a 413 however sent.
+
+    werkzeug refuses a Content-Length past the cap, but reads a body without one (chunked)
+    up to the cap and returns that, as if the body ended there: a 300 MB body would be
+    parsed as its first 16 MiB.
+    """
+
+    def get_data(self, cache=True, as_text=False, parse_form_data=False):
+        data = super().get_data(cache=cache, parse_form_data=parse_form_data)
+        cap = self.max_content_length
+        if (self.content_length is None and cap is not None and len(data) >= cap
+                and self.input_stream.read(1)):  # a byte past the cap: the body goes on
+            raise RequestEntityTooLarge()
+        return data.decode() if as_text else data
 
 
 def json_depth(value, limit: int) -> int:
