@@ -66,10 +66,11 @@ def create_app(config: Config | None = None) -> Flask:
     from service.builder import BuilderPool
     from service.datasets import DatasetLimits, DatasetService
     from service.errors import register_error_handlers
+    from service.imports.service import ImportService
     from service.inference import InferenceService
     from service.jobs.queue import LocalJobQueue
     from service.label_service import LabelService
-    from service.limits import BuildLimits
+    from service.limits import BuildLimits, ImportLimits
     from service.model_service import ModelService
     from service.openapi import (
         BEARER_SCHEME,
@@ -118,7 +119,8 @@ def create_app(config: Config | None = None) -> Flask:
                                  LocalJobQueue(), config),
         inference=predictions,
         labels=LabelService(model_rows, version_rows, label_rows),
-        tfserving=TFServing(predictions, label_rows))
+        tfserving=TFServing(predictions, label_rows),
+        imports=ImportService(model_rows, store, builder, ImportLimits.from_config(config)))
     guard.install(app, KeyRing(KeyRegistry(database), config.serving_refresh_ms / 1000),
                  open_without_keys=config.insecure or guard.is_loopback(config.host))
 

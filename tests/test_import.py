@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 from keras.src.saving import serialization_lib
 
-from service.api.models import import_service
 from tests.keras_files import clean_mlp, declaring, edited, members, pack, saved
 
 JSON_PROBLEM = "application/problem+json"
@@ -222,8 +221,7 @@ def test_requests_without_a_keras_file_are_refused(client, config, body, content
 
 
 def test_a_file_over_the_size_cap_is_413(app, client, config, clean, monkeypatch):
-    with app.app_context():
-        service = import_service()
+    service = app.extensions["keras_service"].imports
     monkeypatch.setattr(service, "limits", dataclasses.replace(service.limits, max_bytes=4096))
     before = stored_state(client, config)
     response = post_file(client, clean)
@@ -233,8 +231,7 @@ def test_a_file_over_the_size_cap_is_413(app, client, config, clean, monkeypatch
 
 
 def test_a_worker_imports_one_file_at_a_time(app, client, clean):
-    with app.app_context():
-        service = import_service()
+    service = app.extensions["keras_service"].imports
     service._slot.acquire()
     try:
         response = post_file(client, clean, name=f"busy-{uuid.uuid4().hex[:8]}")

@@ -9,6 +9,7 @@ from flask import current_app, g, request
 from service.builder import BuilderPool
 from service.config import Config
 from service.datasets import DatasetService
+from service.imports.service import ImportService
 from service.inference import InferenceService
 from service.label_service import LabelService
 from service.model_service import ModelService, etag_of
@@ -30,6 +31,7 @@ class Services:
     inference: InferenceService
     labels: LabelService
     tfserving: TFServing
+    imports: ImportService
 
 
 def services() -> Services:

@@ -1,6 +1,6 @@
 """Models: create, list, read, rename/tag, delete, compile, summarize."""
 
-from flask import Response, current_app, request, url_for
+from flask import Response, request, url_for
 from flask.views import MethodView
 
 from schemas.common import ProblemSchema
@@ -20,8 +20,7 @@ from service.api.parsing import Blueprint
 from service.api.uploads import MULTIPART, MultipartUpload
 from service.errors import MalformedRequest, UnsupportedMediaType
 from service.imports.archive import IMPORT_CAP
-from service.imports.service import FORM_HINT, ImportService
-from service.limits import ImportLimits
+from service.imports.service import FORM_HINT
 
 SUMMARY_ANSWER = "The summary as JSON, or Keras' own table as text/plain with ?format=text."
 blp = Blueprint("models", __name__, url_prefix="/models",
@@ -59,7 +58,7 @@ class ModelImport(MethodView):
     @blp.alt_response(503, schema=ProblemSchema, description="This worker is importing already.")
     def post(self):
         """Import a .keras file as a trained model: checked, rebuilt, weights loaded apart"""
-        importer = import_service()
+        importer = services().imports
         upload = MultipartUpload(_multipart(), importer.limits.max_bytes, IMPORT_CAP)
         body, status, headers = with_etag(importer.import_file(tenant_id(), upload), 201)
         headers["Location"] = url_for("models.ModelById", model_id=body.id)
@@ -73,17 +72,6 @@ def _multipart():
         raise MalformedRequest(f"The request has no body; expected a .keras file. {FORM_HINT}.")
     raise UnsupportedMediaType(f"Expected Content-Type {MULTIPART}; received "
                                f"'{request.content_type}'. {FORM_HINT}.")
-
-
-def import_service() -> ImportService:
-    """The app's import service, made on first use from its registry, store and config."""
-    importer = current_app.extensions.get("keras_service_imports")
-    if importer is None:
-        app_services = services()
-        importer = current_app.extensions.setdefault("keras_service_imports", ImportService(
-            app_services.models.registry, app_services.store, app_services.builder,
-            ImportLimits.from_config(app_services.config)))
-    return importer
 
 
 @blp.route("/<model_id>")
