@@ -45,8 +45,10 @@ class MultipartUpload:
         except RequestEntityTooLarge:
             if stream.count >= self.max_bytes:
                 raise self._too_large() from None
+            # werkzeug's parse buffer holds what it has not yet split into parts.
             raise PayloadTooLarge(f"A text field of the form is larger than "
-                                  f"{MAX_TEXT_FIELD_BYTES:,} bytes, or the form has more than "
+                                  f"{MAX_TEXT_FIELD_BYTES:,} bytes, no part boundary comes "
+                                  f"within that many bytes, or the form has more than "
                                   f"{MAX_FORM_PARTS} parts; send data as files.") from None
         except ValueError as error:
             raise MalformedRequest(f"The multipart body cannot be parsed: {error}.") from None
