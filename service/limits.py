@@ -27,11 +27,13 @@ class ImportLimits:
     max_bytes: int = 1024**3
     memory_bytes: int = 4 * 1024**3
     timeout: float = 120.0
+    max_data_dir_bytes: int = 50 * 1024**3
 
     @classmethod
     def from_config(cls, config) -> ImportLimits:
         return cls(BuildLimits(config.max_layers, config.max_params), config.max_import_bytes,
-                   config.import_memory_bytes, config.import_timeout)
+                   config.import_memory_bytes, config.import_timeout,
+                   config.max_data_dir_bytes)
 
 
 def check_cap(field: str, value: int, cap: int, setting: str) -> None:

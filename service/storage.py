@@ -22,7 +22,10 @@ import shutil
 import uuid
 from pathlib import Path
 
+from service.errors import PayloadTooLarge
+
 TEMP_PREFIX = ".tmp-"
+DATA_DIR_CAP = "KERAS_SERVICE_MAX_DATA_DIR_BYTES"
 _ID_PATTERN = re.compile(r"^[0-9a-f]{32}$")
 
 
@@ -131,6 +134,16 @@ class ArtifactStore:
     def used_bytes(self) -> int:
         """Bytes of every file under the data directory (the total-size cap counts these)."""
         return sum(p.stat().st_size for p in self.root.rglob("*") if p.is_file())
+
+    def check_room(self, incoming: int, cap: int, used: int | None = None) -> int:
+        """What the data directory holds (`used`, measured when not given), if `incoming`
+        more bytes fit under `cap`; else a 413."""
+        used = self.used_bytes() if used is None else used
+        if used + incoming > cap:
+            raise PayloadTooLarge(
+                f"The data directory holds {used:,} bytes; {incoming:,} more would pass its "
+                f"cap of {cap:,} bytes ({DATA_DIR_CAP}). Delete datasets or models first.")
+        return used
 
     def remove_model(self, model_id: str) -> None:
         shutil.rmtree(self.model_dir(model_id), ignore_errors=True)

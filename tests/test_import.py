@@ -230,6 +230,19 @@ def test_a_file_over_the_size_cap_is_413(app, client, config, clean, monkeypatch
     assert stored_state(client, config) == before
 
 
+def test_an_import_past_the_data_dir_cap_is_413_and_leaves_nothing(app, client, config, clean,
+                                                                   monkeypatch):
+    service = app.extensions["keras_service"].imports
+    used = service.store.used_bytes()
+    monkeypatch.setattr(service, "limits", dataclasses.replace(
+        service.limits, max_data_dir_bytes=used + 100))
+    before = stored_state(client, config)
+    response = post_file(client, clean, name=f"full-{uuid.uuid4().hex[:8]}")
+    assert response.status_code == 413
+    assert "KERAS_SERVICE_MAX_DATA_DIR_BYTES" in response.get_json()["detail"]
+    assert stored_state(client, config) == before
+
+
 def test_a_worker_imports_one_file_at_a_time(app, client, clean):
     service = app.extensions["keras_service"].imports
     service._slot.acquire()

@@ -19,7 +19,6 @@ from service.datasets.staging import StagedDataset
 from service.errors import (
     InvalidArray,
     LimitExceeded,
-    PayloadTooLarge,
     ServiceError,
     WrongState,
 )
@@ -29,7 +28,6 @@ from service.storage import ArtifactStore, new_id
 from service.zips import ZIP_MAGIC, starts_with
 
 RESERVED_KEYS = ("name", "dtypes")
-DATA_DIR_CAP = "KERAS_SERVICE_MAX_DATA_DIR_BYTES"
 FILES_HINT = ("a dataset upload has files, one .npy per array (curl -F x=@x.npy -F y=@y.npy) "
               "or one .npz (curl -F file=@data.npz), and an optional text field 'name'")
 
@@ -108,8 +106,8 @@ class DatasetService:
                     f"all, the most accepted inline ({INLINE_CAP}). Upload larger arrays as "
                     ".npy or .npz files (multipart/form-data).") from None
             budget -= arrays[key].size
-        used = self._check_room(self.store.used_bytes(),
-                                sum(array.nbytes for array in arrays.values()))
+        used = self.store.check_room(sum(array.nbytes for array in arrays.values()),
+                                     self.limits.max_data_dir_bytes)
 
         def write(staged: StagedDataset) -> str | None:
             for key, array in arrays.items():
@@ -120,7 +118,7 @@ class DatasetService:
 
     def create_from_files(self, tenant_id: str, upload: FileUpload) -> Dataset:
         """A multipart upload (one .npy per array, or one .npz) -> a stored dataset."""
-        used = self._check_room(self.store.used_bytes(), upload.content_length or 0)
+        used = self.store.check_room(upload.content_length or 0, self.limits.max_data_dir_bytes)
 
         def write(staged: StagedDataset) -> str | None:
             received = upload.receive(staged.new_part)
@@ -151,7 +149,7 @@ class DatasetService:
         with StagedDataset(self.store, dataset_id) as staged:
             name = write(staged)
             described = staged.finish()
-            self._check_room(used, described["bytes"])
+            self.store.check_room(described["bytes"], self.limits.max_data_dir_bytes, used)
             return self.registry.create(tenant_id, dataset_id, name=name, **described)
 
     def _add_files(self, staged: StagedDataset, files: list[tuple[str, Path]]) -> None:
@@ -167,16 +165,6 @@ class DatasetService:
                 raise InvalidArray(f"'{field_name}' is reserved, not an array name; "
                                    f"{FILES_HINT}.")
             staged.add_npy(field_name, path)
-
-    def _check_room(self, used: int, incoming: int) -> int:
-        """`used` if `incoming` more bytes fit under the data directory's cap, else a 413."""
-        cap = self.limits.max_data_dir_bytes
-        if used + incoming > cap:
-            raise PayloadTooLarge(
-                f"The data directory holds {used:,} bytes; {incoming:,} more would pass its "
-                f"cap of {cap:,} bytes ({DATA_DIR_CAP}). Delete datasets or models first.")
-        return used
-
 
 def _check_array_count(count: int) -> None:
     if count > MAX_ARRAYS:

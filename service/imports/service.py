@@ -50,6 +50,8 @@ class ImportService:
 
     def import_file(self, tenant_id: str, upload: FileUpload) -> Model:
         """Import the `.keras` file of a multipart upload as a new, trained model."""
+        used = self.store.check_room(upload.content_length or 0,
+                                     self.limits.max_data_dir_bytes)
         model_id = new_id()
         folder = self.store.model_dir(model_id)
         folder.mkdir(parents=True)
@@ -67,6 +69,7 @@ class ImportService:
             destination = self.store.version_path(model_id, 1)
             result = _checked_answer(self._run(path, folder, destination), destination)
             path.unlink()
+            self.store.check_room(result["bytes"], self.limits.max_data_dir_bytes, used)
             return self._record(tenant_id, model_id, name, result)
         except BaseException:
             self.store.remove_model(model_id)
