@@ -142,6 +142,46 @@ NUMBERED = [
 ]
 
 
+def npy_header(shape: tuple) -> bytes:
+    """A .npy header for float32 `shape`, written by hand: numpy.save refuses odd shapes."""
+    header = repr({"descr": "<f4", "fortran_order": False, "shape": shape}).encode()
+    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
+    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
+
+
+BOUNDARY = "hostile"
+
+
+def form(data: bytes, disposition: str = 'form-data; name="x"; filename="x.npy"') -> bytes:
+    """A multipart/form-data body (boundary BOUNDARY) of one part holding `data`."""
+    return (f"--{BOUNDARY}\r\nContent-Disposition: {disposition}\r\n\r\n".encode() + data
+            + f"\r\n--{BOUNDARY}--\r\n".encode())
+
+
+MULTIPART = f"multipart/form-data; boundary={BOUNDARY}"
+NEGATIVE = npy_header((-1, -100)) + bytes(400)  # the two signs cancel out in its size
+# Binary bodies: (label, method, path as openapi.yaml writes it, path to send, body,
+# Content-Type, words). Each route's own tests hold the rest; these reach the same checks.
+BINARY = [
+    ("predict .npy: not a .npy", "POST", "/models/{model_id}/predict",
+     "/models/{lesson_id}/predict", b"\x93NUMPY\xff\xff garbage", "application/x-npy",
+     (".npy",)),
+    ("predict .npy: negative dimensions", "POST", "/models/{model_id}/predict",
+     "/models/{lesson_id}/predict", NEGATIVE, "application/x-npy", ("negative",)),
+    ("predict .npz: not a zip", "POST", "/models/{model_id}/predict",
+     "/models/{lesson_id}/predict", b"PK\x03\x04 nothing", "application/x-npz", ("zip",)),
+    ("dataset upload: negative dimensions", "POST", "/datasets", "/datasets", form(NEGATIVE),
+     MULTIPART, ("negative",)),
+    ("dataset upload: a part without a name", "POST", "/datasets", "/datasets",
+     form(b"1", "form-data"), MULTIPART, ("no name",)),
+    ("dataset upload: no boundary", "POST", "/datasets", "/datasets", form(b"1"),
+     "multipart/form-data", ("boundary",)),
+    ("model import: not a .keras file", "POST", "/models/import", "/models/import",
+     form(b"\x00garbage" * 100, 'form-data; name="file"; filename="m.keras"'), MULTIPART,
+     (".keras",)),
+]
+
+
 @dataclass(frozen=True)
 class Sent:
     """One hostile request, and what its refusal must say."""
@@ -161,8 +201,9 @@ class Sent:
 
 
 def hostile_requests() -> list[Sent]:
-    """Each hostile body to each route, each route's body as other media types, and the odd
-    numbers where numbers go in paths, queries and headers."""
+    """Each hostile body to each route, each route's body as other media types, binary
+    bodies that are not what they claim, and the odd numbers where numbers go in paths,
+    queries and headers."""
     sent = []
     for route in ROUTES:
         for hostile in HOSTILE:
@@ -176,6 +217,8 @@ def hostile_requests() -> list[Sent]:
             sent += [Sent(f"{route.label}: {media_type}", route.method, route.operation,
                           route.path, body, {"Content-Type": media_type}, ("Content-Type",))
                      for media_type in WRONG_MEDIA_TYPES]
+    sent += [Sent(label, method, operation, path, body, {"Content-Type": content_type}, words)
+             for label, method, operation, path, body, content_type, words in BINARY]
     predict = b'{"instances": [[' + ROW.encode() + b', 0.5]]}'
     for method, operation, path, headers in NUMBERED:
         sent += [Sent(f"{method} {path}: {number}", method, operation, path.replace("N", number),

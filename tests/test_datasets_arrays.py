@@ -11,6 +11,7 @@ import pytest
 from service.datasets import array_from_json
 from service.datasets.npy import read_npy_header
 from service.errors import InvalidArray, LimitExceeded
+from tests.hostile import npy_header
 
 NESTED_100 = [1]
 for _ in range(99):
@@ -69,16 +70,9 @@ def test_npy_header_is_read_without_the_data():
     assert buffer.tell() == header.data_offset
 
 
-def _npy_header(shape: tuple) -> bytes:
-    """A .npy header for float32 `shape`, written by hand: numpy.save cannot write it."""
-    header = repr({"descr": "<f4", "fortran_order": False, "shape": shape}).encode()
-    header += b" " * (63 - (10 + len(header)) % 64) + b"\n"
-    return b"\x93NUMPY\x01\x00" + len(header).to_bytes(2, "little") + header
-
-
 @pytest.mark.parametrize("shape", [(-1, -100), (4, -1)])
 def test_npy_header_with_a_negative_dimension_is_refused(shape):
     # Two negative sizes multiply to a positive one that the data may fill exactly.
-    data = _npy_header(shape) + bytes(400)
+    data = npy_header(shape) + bytes(400)
     with pytest.raises(InvalidArray, match="negative dimension"):
         read_npy_header(io.BytesIO(data), name="x", file_bytes=len(data))

@@ -16,7 +16,7 @@ import psutil
 import pytest
 import requests
 
-from tests.hostile import ROUTES, Sent, check_refusal, hostile_requests
+from tests.hostile import BOUNDARY, MULTIPART, ROUTES, Sent, check_refusal, hostile_requests
 from tests.server import ServiceProcess, compiled_lesson_model, upload_npy, wait_for_job
 
 pytestmark = pytest.mark.slow
@@ -69,7 +69,6 @@ def chunks(size: int, head: bytes = b"", chunk: int = 2**20):
 
 
 # A multipart form whose one file never ends.
-BOUNDARY = "hostile"
 FILE_PART = (f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="x"; filename="x.npy"\r\n'
              "Content-Type: application/octet-stream\r\n\r\n").encode()
 
@@ -157,10 +156,10 @@ BIG_BODIES = [
     too_large("predict .npy", "POST", "/models/{model_id}/predict",
               "/models/{lesson_id}/predict", "application/x-npy",
               ("KERAS_SERVICE_MAX_BODY_BYTES",)),
-    too_large("dataset upload", "POST", "/datasets", "/datasets",
-              f"multipart/form-data; boundary={BOUNDARY}", ("KERAS_SERVICE_MAX_DATASET_BYTES",)),
-    too_large("model import", "POST", "/models/import", "/models/import",
-              f"multipart/form-data; boundary={BOUNDARY}", ("KERAS_SERVICE_MAX_IMPORT_BYTES",)),
+    too_large("dataset upload", "POST", "/datasets", "/datasets", MULTIPART,
+              ("KERAS_SERVICE_MAX_DATASET_BYTES",)),
+    too_large("model import", "POST", "/models/import", "/models/import", MULTIPART,
+              ("KERAS_SERVICE_MAX_IMPORT_BYTES",)),
 ]
 
 
