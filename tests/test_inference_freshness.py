@@ -67,13 +67,13 @@ def test_a_deleted_model_is_404_and_its_weights_are_freed(app, client, lesson):
 def test_writes_that_miss_the_stamp_are_seen_after_the_refresh_time(app, client, lesson,
                                                                     monkeypatch):
     # As for a trainer on another host: the registry changes, this host's stamp does not.
-    metadata = app.extensions["keras_service"].inference.metadata
-    monkeypatch.setattr(metadata, "stamp", RegistryStamp(None))
-    monkeypatch.setattr(metadata, "refresh_s", 3600)
+    fresh = app.extensions["keras_service"].inference.metadata._fresh
+    monkeypatch.setattr(fresh, "stamp", RegistryStamp(None))
+    monkeypatch.setattr(fresh, "refresh_s", 3600)
     assert predict(client, lesson).get_json()["model_version"] == 1
     train_version(app, lesson["id"], *lesson_data(rows=16, seed=2))
     assert predict(client, lesson).get_json()["model_version"] == 1
-    monkeypatch.setattr(metadata, "_expires", 0.0)  # the refresh time has passed
+    monkeypatch.setattr(fresh, "_expires", 0.0)  # the refresh time has passed
     assert predict(client, lesson).get_json()["model_version"] == 2
 
 
