@@ -174,7 +174,13 @@ def traced_forward(model, label: str) -> Callable[[list[np.ndarray]], list[np.nd
         # dispatch (about a third of a one-row call).
         concrete = tf.function(call, input_signature=[
             tf.TensorSpec(spec.shape, spec.dtype) for spec in specs]).get_concrete_function()
-        call = checked_direct_call(tf, concrete, [spec.dtype for spec in specs], zeros, label)
+        dtypes = [spec.dtype for spec in specs]
+
+        def public_call(*arrays: np.ndarray):
+            return concrete(*(cast_for(tf, array, dtype)
+                              for array, dtype in zip(arrays, dtypes, strict=True)))
+
+        call = checked_direct_call(tf, concrete, public_call, dtypes, zeros, label) or public_call
         eager_tensor = type(tf.constant(0))
 
         def to_numpy(output):
@@ -195,19 +201,25 @@ def traced_forward(model, label: str) -> Callable[[list[np.ndarray]], list[np.nd
     return forward
 
 
-def checked_direct_call(tf, concrete, dtypes: list[str], zeros: list[np.ndarray],
-                        label: str) -> Callable:
-    """The fastest call of `concrete` that answers as its public call does on `zeros`.
+def cast_for(tf, array: np.ndarray, dtype: str):
+    """`array` as the input of `dtype` takes it: bfloat16 has no numpy parse of its own (it
+    arrives as float32); the others go in as they are."""
+    return array if array.dtype.name == dtype else tf.cast(array, dtype)
 
-    A `DirectCall` in the calling thread first, then one on the usual executor (graphs with
-    low-level control flow, such as RNNs, need that one), else `concrete` itself, also when
-    the model refuses zeros (there is nothing to compare then).
+
+def checked_direct_call(tf, concrete, public_call: Callable, dtypes: list[str],
+                        zeros: list[np.ndarray], label: str) -> DirectCall | None:
+    """The fastest `DirectCall` of `concrete` that answers as `public_call` does on `zeros`.
+
+    One in the calling thread first, then one on the usual executor (graphs with low-level
+    control flow, such as RNNs, need that one); None when neither does, or when the model
+    refuses zeros (there is nothing to compare then): the public call serves.
     """
     try:
-        expected = [t.numpy() for t in tf.nest.flatten(concrete(*zeros))]
+        expected = [t.numpy() for t in tf.nest.flatten(public_call(*zeros))]
     except Exception:
         log.debug("%s: no call on zeros; the public call serves", label, exc_info=True)
-        return concrete
+        return None
     for executor in DirectCall.EXECUTORS:
         try:
             direct = DirectCall(tf, concrete, dtypes, executor)
@@ -215,7 +227,7 @@ def checked_direct_call(tf, concrete, dtypes: list[str], zeros: list[np.ndarray]
         except (AttributeError, ImportError, TypeError):  # other internals: not worth retrying
             log.warning("%s: TensorFlow's internals are not those expected; the public "
                         "call serves", label, exc_info=True)
-            return concrete
+            return None
         except tf.errors.OpError as error:  # this executor cannot run this graph
             log.info("%s: no direct call on executor %r: %s", label, executor,
                      error.message.splitlines()[0] if error.message else error)
@@ -225,7 +237,7 @@ def checked_direct_call(tf, concrete, dtypes: list[str], zeros: list[np.ndarray]
                 for a, b in zip(answers, expected, strict=True)):
             return direct
         log.warning("%s: the direct call on executor %r answered otherwise", label, executor)
-    return concrete
+    return None
 
 
 class DirectCall:
@@ -266,8 +278,7 @@ class DirectCall:
     def __call__(self, *arrays: np.ndarray):
         eager, device = self.eager, self.eager.device_name
         inputs = [self.tensor(array, device, kind) if array.dtype.name == dtype
-                  # bfloat16 has no numpy parse of its own: it arrives as float32.
-                  else self.tf.cast(array, dtype)
+                  else cast_for(self.tf, array, dtype)
                   for array, (dtype, kind) in zip(arrays, self.dtypes, strict=True)]
         return self.pack(self.execute(eager._handle, device, self.name, inputs + self.captured,
                                       self.attrs, self.outputs))
