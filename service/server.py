@@ -73,8 +73,7 @@ def prepare_data_dir(config: Config) -> None:
     artifacts = ModelRegistry(database).artifacts()
     orphans = (store.sweep_orphans(store.models_dir, set(artifacts))
                + store.sweep_orphans(store.datasets_dir, DatasetRegistry(database).all_ids()))
-    # A compile killed before its registry update leaves a compiled file nothing records.
-    stray = sum(store.keep_compiled(model_id, artifact) for model_id, artifact in
+    stray = sum(store.sweep_compiled(model_id, artifact) for model_id, artifact in
                 artifacts.items())
     if temporary or orphans or stray:
         log.warning("start-up sweep removed %d temporary file(s), %d orphaned model or "

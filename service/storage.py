@@ -110,6 +110,16 @@ class ArtifactStore:
         that file as it was, and only a stray new one that `keep_compiled` removes."""
         return self.model_dir(model_id) / f"compiled-{uuid.uuid4().hex[:12]}.keras"
 
+    def sweep_compiled(self, model_id: str, artifact: str | None) -> int:
+        """Remove the compiled files nothing records (a compile killed before its registry
+        update); `artifact` is the recorded file. A model whose recorded file is a version
+        keeps its last compile's file: the oldest, as a newer one is a killed recompile."""
+        if artifact is None or artifact.startswith("compiled"):
+            return self.keep_compiled(model_id, artifact)
+        files = sorted(self.model_dir(model_id).glob("compiled*.keras"),
+                       key=lambda path: path.stat().st_mtime_ns)
+        return self.keep_compiled(model_id, files[0].name if files else None)
+
     def keep_compiled(self, model_id: str, keep: str | None) -> int:
         """Remove the model's compiled files but `keep` (the one recorded); return how many."""
         removed = 0

@@ -3,6 +3,9 @@ the write and the registry update leaves that file whole, and only a stray new o
 
 from __future__ import annotations
 
+import os
+import time
+
 from service.config import Config
 from service.errors import PreconditionFailed
 from service.registry import Database, ModelRegistry
@@ -10,6 +13,7 @@ from service.server import prepare_data_dir
 from service.storage import sha256_of
 from tests.conftest import LESSON_LAYERS
 from tests.files import compiled_file
+from tests.trained import lesson_data, train_version
 
 COMPILE = {"loss": "mse", "optimizer": "adam"}
 
@@ -71,3 +75,24 @@ def test_start_up_removes_compiled_files_nothing_records(tmp_path, monkeypatch):
     assert not stray.exists() and recorded.exists()
     artifacts = ModelRegistry(Database(config.database_url)).artifacts()
     assert artifacts[model["id"]] == recorded.name
+
+
+def test_start_up_keeps_a_trained_models_last_compile_and_removes_a_killed_recompile(
+        tmp_path):
+    from service import create_app
+
+    config = Config.from_env(environ={}, data_dir=str(tmp_path))
+    app = create_app(config)
+    try:
+        model = _compiled_model(app.test_client(), "trained")
+        train_version(app, model["id"], *lesson_data(rows=8))
+    finally:
+        app.extensions["keras_service"].builder.close()
+    last_compile = compiled_file(config.data_dir, model["id"])
+    killed_recompile = last_compile.parent / "compiled-ba9876543210.keras"
+    killed_recompile.write_bytes(b"a recompile killed before its registry update")
+    os.utime(killed_recompile, ns=(time.time_ns() + 10**9,) * 2)
+
+    prepare_data_dir(config)
+    assert compiled_file(config.data_dir, model["id"]) == last_compile
+    assert (last_compile.parent / "v1.keras").exists()

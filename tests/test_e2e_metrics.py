@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -37,6 +38,13 @@ def get_model(service, ident: str) -> requests.Response:
                         headers={"X-Request-ID": f"e2e-{ident}", "Connection": "close"})
 
 
+def wait_until(condition, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s"
+        time.sleep(0.05)
+
+
 def counted_by_each_worker(metrics_dir) -> dict[str, float]:
     """{file: its count of ROUTE}: each worker writes its own file, named by its pid."""
     counts = {}
@@ -58,9 +66,10 @@ def test_every_worker_counts_and_any_worker_reports_the_total(service):
                                       range(40)))
             assert all(response.status_code == 404 for response in responses)
             sent += len(responses)
+    # Counted once each response is sent, so the last ones may land a moment after it.
+    wait_until(lambda: sum(counted_by_each_worker(service.metrics_dir).values()) == sent)
     by_worker = counted_by_each_worker(service.metrics_dir)
     assert len(by_worker) == 2 and all(by_worker.values()), by_worker
-    assert sum(by_worker.values()) == sent
 
     for _ in range(8):  # whichever worker answers the scrape, it sees every worker's counts
         response = requests.get(f"{service.url}/metrics", timeout=30,
@@ -79,9 +88,15 @@ def test_access_lines_are_json_with_the_request_id_and_gunicorn_logs_none(servic
     ident = uuid.uuid4().hex
     response = get_model(service, ident)
     assert response.headers["X-Request-ID"] == f"e2e-{ident}"
-    lines = [orjson.loads(line) for line in service.log_path.read_text().splitlines()
-             if line.startswith("{")]
-    mine = [line for line in lines if line["request_id"] == f"e2e-{ident}"]
+
+    def my_lines() -> list[dict]:
+        lines = [orjson.loads(line) for line in service.log_path.read_text().splitlines()
+                 if line.startswith("{")]
+        return [line for line in lines if line["request_id"] == f"e2e-{ident}"]
+
+    # The access line is written once the response is sent: a moment after the client has it.
+    wait_until(my_lines)
+    mine = my_lines()
     assert len(mine) == 1
     assert mine[0]["route"] == "/models/<model_id>" and mine[0]["path"] == f"/models/{ident}"
     assert mine[0]["status"] == 404 and mine[0]["user_agent"].startswith("python-requests")
