@@ -299,13 +299,38 @@ def _warm_up(forward: Callable, zeros: list[np.ndarray], label: str) -> None:
 
 
 def predict_arrays(loaded: LoadedModel, arrays: list[np.ndarray]) -> list[np.ndarray]:
-    """Outputs for `arrays` (a batch per input), in slices of PREDICT_CHUNK_ROWS rows."""
-    rows = arrays[0].shape[0]
-    if rows <= PREDICT_CHUNK_ROWS:
-        return loaded.forward(arrays)
-    chunks = [loaded.forward([array[start:start + PREDICT_CHUNK_ROWS] for array in arrays])
-              for start in range(0, rows, PREDICT_CHUNK_ROWS)]
-    return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
+    """Outputs for `arrays` (a batch per input), in slices of PREDICT_CHUNK_ROWS rows.
+
+    Raises:
+        InvalidArray: TensorFlow refused the arrays, which passed the signature's checks:
+            e.g. an image smaller than a kernel, where the model takes any image size.
+    """
+    try:
+        rows = arrays[0].shape[0]
+        if rows <= PREDICT_CHUNK_ROWS:
+            return loaded.forward(arrays)
+        chunks = [loaded.forward([array[start:start + PREDICT_CHUNK_ROWS] for array in arrays])
+                  for start in range(0, rows, PREDICT_CHUNK_ROWS)]
+        return [np.concatenate(parts) for parts in zip(*chunks, strict=True)]
+    except Exception as error:
+        if type(error).__name__ != "InvalidArgumentError":  # TensorFlow's, without importing it
+            raise
+        message = f"The model cannot compute on this input: {op_error_reason(error)}"
+        raise InvalidArray(message) from None
+
+
+# Lines of a TensorFlow op error that locate it in the graph or the Python source: never
+# for a client, who needs only the reason.
+_OP_ERROR_NOISE = ("File ", "Graph execution error", "Detected at node", "defined at",
+                   "[[{{node", "[Op:")
+
+
+def op_error_reason(error: BaseException) -> str:
+    """The reason a TensorFlow op gave, without node names, source lines or a traceback."""
+    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines()]
+    reasons = [line for line in lines if line and not line.startswith(_OP_ERROR_NOISE)]
+    reason = reasons[-1] if reasons else "TensorFlow refused it"
+    return reason.split(" [[{{node")[0].split(" [Op:")[0][:500]
 
 
 def evaluate_arrays(loaded: LoadedModel, x: list, y: list, batch_size: int) -> dict:
