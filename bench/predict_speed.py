@@ -9,7 +9,8 @@ Starts, each in its own gunicorn with ONE worker (gthread, keep-alive) and on th
 - service: `keras-service serve --workers 1`.
 
 One client (requests.Session, keep-alive, bodies serialized once beforehand) measures p50 and
-p95 for 1 row and 1,000 rows of JSON, and for the service 10,000 rows as JSON and as .npy.
+p95 for 1 row and 1,000 rows of JSON, and for the service 10,000 rows as JSON and as .npy,
+taking the servers in turns (ten rounds), so that a shared machine's load drifts on all alike.
 Then it sends 10,000 one-row predictions to the service after a warm-up and reports how much
 the worker's memory (RSS) grew.
 
@@ -94,22 +95,33 @@ class Gunicorn:
         self.process.wait(30)
 
 
-def timings(url: str, body: bytes, content_type: str, count: int,
-            accept: str = "application/json") -> tuple[float, float]:
-    """(p50, p95) in ms of `count` POSTs of `body` on one keep-alive session."""
-    session = requests.Session()
-    headers = {"Content-Type": content_type, "Accept": accept}
-    for _ in range(max(5, count // 10)):
-        response = session.post(url, data=body, headers=headers, timeout=120)
-        assert response.status_code == 200, response.text[:300]
-    samples = []
-    for _ in range(count):
+def interleaved(calls: dict[str, tuple[str, bytes, str, str]], count: int,
+                rounds: int = 10) -> dict[str, tuple[float, float]]:
+    """{name: (p50, p95) in ms} of `count` POSTs each, for `calls` {name: (url, body,
+    content type, accept)}, one keep-alive session each, taken in turns (`rounds` rounds of
+    count/rounds requests per call), so that a change of the machine's load meanwhile weighs
+    on every server alike."""
+    sessions = {name: requests.Session() for name in calls}
+
+    def post(name: str) -> float:
+        url, body, content_type, accept = calls[name]
         started = time.perf_counter()
-        response = session.post(url, data=body, headers=headers, timeout=120)
-        samples.append((time.perf_counter() - started) * 1000)
-        assert response.status_code == 200
-    samples.sort()
-    return statistics.median(samples), samples[int(len(samples) * 0.95) - 1]
+        response = sessions[name].post(url, data=body, timeout=120, headers={
+            "Content-Type": content_type, "Accept": accept})
+        elapsed = (time.perf_counter() - started) * 1000
+        assert response.status_code == 200, response.text[:300]
+        return elapsed
+
+    for name in calls:  # warm-up
+        for _ in range(max(5, count // 10)):
+            post(name)
+    samples: dict[str, list[float]] = {name: [] for name in calls}
+    per_round = max(1, count // rounds)
+    for _ in range(rounds):
+        for name in calls:
+            samples[name] += [post(name) for _ in range(per_round)]
+    return {name: (statistics.median(values), sorted(values)[int(len(values) * 0.95) - 1])
+            for name, values in samples.items()}
 
 
 def json_body(rows: int) -> bytes:
@@ -165,17 +177,23 @@ def main() -> None:
         cases = [("1 row JSON", json_body(1), "application/json", args.requests),
                  ("1,000 rows JSON", json_body(1000), "application/json",
                   max(20, args.requests // 5))]
+        json_type = "application/json"
         for case, body, content_type, count in cases:
-            for name in ("echo", "classic", "on_batch", "service"):
-                results.setdefault(name, {})[case] = timings(urls[name], body, content_type,
-                                                             count)
-        big = max(10, args.requests // 10)
-        results["on_batch"]["10,000 rows JSON"] = timings(urls["on_batch"], json_body(10_000),
-                                                          "application/json", big)
-        results["service"]["10,000 rows JSON"] = timings(urls["service"], json_body(10_000),
-                                                         "application/json", big)
-        results["service"]["10,000 rows .npy"] = timings(
-            urls["service"], npy_body(10_000), "application/x-npy", big, "application/x-npy")
+            measured = interleaved({name: (urls[name], body, content_type, json_type)
+                                    for name in ("echo", "classic", "on_batch", "service")},
+                                   count)
+            for name, result in measured.items():
+                results.setdefault(name, {})[case] = result
+        big_json, big_npy = json_body(10_000), npy_body(10_000)
+        measured = interleaved({
+            "on_batch": (urls["on_batch"], big_json, json_type, json_type),
+            "service": (urls["service"], big_json, json_type, json_type),
+            "service .npy": (urls["service"], big_npy, "application/x-npy",
+                             "application/x-npy"),
+        }, max(10, args.requests // 10), rounds=5)
+        results["on_batch"]["10,000 rows JSON"] = measured["on_batch"]
+        results["service"]["10,000 rows JSON"] = measured["service"]
+        results["service"]["10,000 rows .npy"] = measured["service .npy"]
         rss, growth = memory_growth(service, urls["service"], args.memory_predictions)
     finally:
         for server in servers.values():
