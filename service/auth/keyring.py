@@ -38,12 +38,14 @@ class KeyRing:
         self._fresh = StampedRefresh(keys.db.stamp, refresh_s, self._reload)
 
     def has_keys(self) -> bool:
+        """Whether any key is active; reads the keys again first if the registry changed."""
         self._fresh.check()
         return bool(self._entries)
 
     def caller(self, token: str) -> Caller | None:
-        """The caller `token` stands for, or None when it is malformed, unknown or revoked."""
-        self._fresh.check()
+        """The caller `token` stands for, or None when it is malformed, unknown or revoked,
+        among the keys as `has_keys` last read them (the guard asks that first, so that a
+        request looks at the stamp once)."""
         parts = split_token(token)
         if parts is None:
             return None
