@@ -8,9 +8,12 @@ Starts, each in its own gunicorn with ONE worker (gthread, keep-alive) and on th
 - on_batch: the same with `predict_on_batch` and stdlib json (bench/servers/on_batch.py);
 - service: `keras-service serve --workers 1`.
 
-One client (requests.Session, keep-alive, bodies serialized once beforehand) measures p50 and
-p95 for 1 row and 1,000 rows of JSON, and for the service 10,000 rows as JSON and as .npy,
-taking the servers in turns (ten rounds), so that a shared machine's load drifts on all alike.
+One client (the standard library's http.client, a keep-alive connection per server, bodies
+serialized once beforehand) measures p50 and p95 for 1 row and 1,000 rows of JSON, and for
+the service 10,000 rows as JSON and as .npy, taking the servers in turns (ten rounds), so
+that a shared machine's load drifts on all alike. http.client, not requests: requests costs
+~1.5 ms of the client's own Python per call on a 2-core machine, more than the echo server
+takes, and that would be counted in every server's figure.
 Then it sends 10,000 one-row predictions to the service after a warm-up and reports how much
 the worker's memory (RSS) grew.
 
@@ -20,6 +23,7 @@ the worker's memory (RSS) grew.
 from __future__ import annotations
 
 import argparse
+import http.client
 import io
 import json
 import os
@@ -29,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import numpy as np
 import psutil
@@ -95,22 +100,42 @@ class Gunicorn:
         self.process.wait(30)
 
 
+class Connection:
+    """A keep-alive HTTP/1.1 connection to one URL, opened again when the server closed it."""
+
+    def __init__(self, url: str):
+        parts = urlsplit(url)
+        self.path = parts.path
+        self.connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+
+    def post(self, body: bytes, content_type: str, accept: str) -> bytes:
+        headers = {"Content-Type": content_type, "Accept": accept}
+        try:
+            self.connection.request("POST", self.path, body=body, headers=headers)
+            response = self.connection.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionError):  # idle past keep-alive
+            self.connection.close()
+            self.connection.request("POST", self.path, body=body, headers=headers)
+            response = self.connection.getresponse()
+        data = response.read()
+        assert response.status == 200, data[:300]
+        return data
+
+
 def interleaved(calls: dict[str, tuple[str, bytes, str, str]], count: int,
                 rounds: int = 10) -> dict[str, tuple[float, float]]:
     """{name: (p50, p95) in ms} of `count` POSTs each, for `calls` {name: (url, body,
-    content type, accept)}, one keep-alive session each, taken in turns (`rounds` rounds of
-    count/rounds requests per call), so that a change of the machine's load meanwhile weighs
-    on every server alike."""
-    sessions = {name: requests.Session() for name in calls}
+    content type, accept)}, one keep-alive connection each, taken in turns (`rounds` rounds
+    of count/rounds requests per call), so that a change of the machine's load meanwhile
+    weighs on every server alike. Each turn starts with an untimed request, which opens the
+    connection again if the server closed it while the others had their turn."""
+    connections = {name: Connection(calls[name][0]) for name in calls}
 
     def post(name: str) -> float:
-        url, body, content_type, accept = calls[name]
+        _, body, content_type, accept = calls[name]
         started = time.perf_counter()
-        response = sessions[name].post(url, data=body, timeout=120, headers={
-            "Content-Type": content_type, "Accept": accept})
-        elapsed = (time.perf_counter() - started) * 1000
-        assert response.status_code == 200, response.text[:300]
-        return elapsed
+        connections[name].post(body, content_type, accept)
+        return (time.perf_counter() - started) * 1000
 
     for name in calls:  # warm-up
         for _ in range(max(5, count // 10)):
@@ -119,6 +144,7 @@ def interleaved(calls: dict[str, tuple[str, bytes, str, str]], count: int,
     per_round = max(1, count // rounds)
     for _ in range(rounds):
         for name in calls:
+            post(name)
             samples[name] += [post(name) for _ in range(per_round)]
     return {name: (statistics.median(values), sorted(values)[int(len(values) * 0.95) - 1])
             for name, values in samples.items()}
@@ -143,13 +169,13 @@ def worker_of(service: ServiceProcess) -> psutil.Process:
 
 def memory_growth(service: ServiceProcess, url: str, count: int) -> tuple[float, float]:
     """(RSS after warm-up, growth over `count` one-row predicts), in MB."""
-    worker, session = worker_of(service), requests.Session()
-    body, headers = json_body(1), {"Content-Type": "application/json"}
+    worker, connection = worker_of(service), Connection(url)
+    body, json_type = json_body(1), "application/json"
     for _ in range(1000):
-        session.post(url, data=body, headers=headers)
+        connection.post(body, json_type, json_type)
     before = worker.memory_info().rss
     for _ in range(count):
-        assert session.post(url, data=body, headers=headers).status_code == 200
+        connection.post(body, json_type, json_type)
     return before / 2**20, (worker.memory_info().rss - before) / 2**20
 
 

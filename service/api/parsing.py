@@ -15,7 +15,7 @@ import orjson
 from flask import current_app
 from marshmallow import RAISE
 from webargs.flaskparser import FlaskParser
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from schemas.common import ProblemSchema
 from service.api.error_docs import document_errors
@@ -35,12 +35,35 @@ class CappedRequest(flask.Request):
     """
 
     def get_data(self, cache=True, as_text=False, parse_form_data=False):
-        data = super().get_data(cache=cache, parse_form_data=parse_form_data)
+        data = getattr(self, "_cached_data", None)
+        if data is None:
+            if parse_form_data:
+                self._load_form_data()
+            data = self._read_body()
+            if cache:
+                self._cached_data = data
         cap = self.max_content_length
         if (self.content_length is None and cap is not None and len(data) >= cap
                 and self.input_stream.read(1)):  # a byte past the cap: the body goes on
             raise RequestEntityTooLarge()
         return data.decode() if as_text else data
+
+    def _read_body(self) -> bytes:
+        """The body in one read of its declared length.
+
+        werkzeug's readall asks for 64 KiB at a time, and gunicorn copies what it has read
+        ahead (up to 1 MiB) on every such read: a 2 MB body cost ~8 ms of copying, not ~1.
+        """
+        length = self.content_length
+        if not length:
+            return self.stream.read()
+        try:
+            data = self.stream.read(length)
+            # Short when the body comes in pieces: werkzeug's readall gets the rest.
+            return data if len(data) == length else data + self.stream.read()
+        except ClientDisconnected:
+            raise MalformedRequest(f"The body ended before the {length:,} bytes its "
+                                   "Content-Length declared.") from None
 
 
 def json_depth(value, limit: int) -> int:
