@@ -74,6 +74,13 @@ SETTINGS = [
             "Most milliseconds a web worker serves with cached model and version rows before "
             "it reads the registry again; changes made on this host are seen at once (the "
             "registry stamp file), this bounds the delay for writers on other hosts."),
+    Setting("lite_runtime", True,
+            "Whether a web worker moves a hot version's small batches (up to 64 rows) onto "
+            "LiteRT, which answers a one-row call without TensorFlow's ~0.3 ms per-call "
+            "cost; a version LiteRT cannot hold, or answers otherwise, stays on TensorFlow."),
+    Setting("lite_after_calls", 100,
+            "Small batches a loaded version answers in a web worker before that worker "
+            "converts it to LiteRT, in the background; 0 converts it as it loads."),
     Setting("access_log", True,
             "Whether each request is logged as one JSON line on stderr (see Metrics and logs)."),
 ]
@@ -121,6 +128,8 @@ class Config:
     embedded_trainer: bool
     log_level: str
     serving_refresh_ms: int
+    lite_runtime: bool
+    lite_after_calls: int
     access_log: bool
 
     @classmethod

@@ -24,6 +24,7 @@ import numpy as np
 from service import metrics
 from service.errors import ArtifactCorrupt, InvalidArray, WrongState
 from service.inference.batching import Batcher, BatchPolicy
+from service.inference.lite import SmallBatchForward
 from service.storage import sha256_of
 from service.tensors import numpy_dtype
 
@@ -119,12 +120,13 @@ class ModelCache:
 
 
 def load_version(path: Path, sha256: str, *, for_evaluate: bool, compile_spec: dict | None,
-                 label: str) -> LoadedModel:
+                 label: str, lite_after_calls: int | None = None) -> LoadedModel:
     """Load a version's `.keras` file in safe mode, once its checksum matches the registry's.
 
     For predict the model is loaded without its optimizer and its forward pass traced and
-    warmed up; for evaluate it is loaded compiled (the file carries its compile settings,
-    else `compile_spec`, the registry's).
+    warmed up, to move small batches onto LiteRT after `lite_after_calls` of them (None:
+    never; see inference/lite.py); for evaluate it is loaded compiled (the file carries its
+    compile settings, else `compile_spec`, the registry's).
 
     Raises:
         ArtifactCorrupt: the file does not match `sha256` or Keras cannot read it.
@@ -151,7 +153,10 @@ def load_version(path: Path, sha256: str, *, for_evaluate: bool, compile_spec: d
 
             model.compile(**compile_arguments(compile_spec))
         return LoadedModel(model, None)
-    return LoadedModel(model, traced_forward(model, label))
+    forward = traced_forward(model, label)
+    if lite_after_calls is not None:
+        forward = SmallBatchForward(model, forward, label, lite_after_calls)
+    return LoadedModel(model, forward)
 
 
 def traced_forward(model, label: str) -> Callable[[list[np.ndarray]], list[np.ndarray]]:

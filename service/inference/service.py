@@ -155,7 +155,9 @@ class InferenceService:
             raise _missing(model, version)
         return load_version(path, version.sha256, for_evaluate=for_evaluate,
                             compile_spec=model.compile if for_evaluate else None,
-                            label=_label(model, version))
+                            label=_label(model, version),
+                            lite_after_calls=self.config.lite_after_calls
+                            if self.config.lite_runtime else None)
 
 
 def _label(model: Model, version: Version) -> str:

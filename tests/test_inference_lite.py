@@ -1,0 +1,186 @@
+"""Small batches of a hot version on LiteRT (inference/lite.py): Keras' answers, from the
+threshold on, in every thread, and TensorFlow wherever LiteRT cannot or does not agree."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from service.inference import lite, runtime
+from tests.test_inference_direct_call import inputs_for, keras_predict, lstm, mlp, two_towers
+from tests.trained import lesson_data, load_version_file
+
+RNG = np.random.default_rng(5)
+
+
+def cnn():
+    return keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(4, 3, activation="relu"),
+                             keras.layers.MaxPooling2D(), keras.layers.Flatten(),
+                             keras.layers.Dense(10, activation="softmax")])
+
+
+def embedding():
+    return keras.Sequential([keras.Input((7,), dtype="int32"), keras.layers.Embedding(10, 4),
+                             keras.layers.GlobalAveragePooling1D(), keras.layers.Dense(2)])
+
+
+def normalized():
+    return keras.Sequential([keras.Input((8,)), keras.layers.Dense(8),
+                             keras.layers.BatchNormalization(), keras.layers.Dropout(0.5),
+                             keras.layers.Dense(1)])
+
+
+def any_size_dense():
+    return keras.Sequential([keras.Input((None, 4)), keras.layers.Dense(3)])
+
+
+def arrays_for(model, rows: int) -> list[np.ndarray]:
+    if model.inputs[0].dtype == "int32":
+        return [RNG.integers(0, 10, (rows, 7)).astype("int32")]
+    return inputs_for(model, rows)
+
+
+def small_batch_forward(model, after_calls: int = 0) -> lite.SmallBatchForward:
+    return lite.SmallBatchForward(model, runtime.traced_forward(model, "test model"),
+                                  "test model", after_calls)
+
+
+def wait_for_lite(forward: lite.SmallBatchForward, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while forward.lite is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("make", [mlp, two_towers, cnn, embedding, normalized],
+                         ids=lambda make: make.__name__)
+def test_small_batches_on_litert_answer_as_keras(make):
+    model = make()
+    forward = small_batch_forward(model)
+    assert forward.lite is not None
+    for rows in (1, 5, lite.LITE_MAX_ROWS, lite.LITE_MAX_ROWS + 1):  # the last on TensorFlow
+        arrays = arrays_for(model, rows)
+        answers, expected = forward(arrays), keras_predict(model, arrays)
+        assert len(answers) == len(expected)
+        for answer, want in zip(answers, expected, strict=True):
+            assert answer.shape == want.shape and answer.dtype == want.dtype
+            np.testing.assert_allclose(answer, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(("make", "reason"), [
+    (lstm, "recurrent layers"),
+    (any_size_dense, "has sizes other than the batch left open"),
+], ids=["recurrent", "open sizes"])
+def test_a_model_litert_cannot_hold_stays_on_tensorflow(make, reason, caplog):
+    model = make()
+    with caplog.at_level(logging.INFO, logger="service.inference.lite"):
+        forward = small_batch_forward(model)
+    assert forward.lite is None
+    assert reason in caplog.text
+    arrays = inputs_for(model, 2)
+    np.testing.assert_allclose(forward(arrays)[0], keras_predict(model, arrays)[0], atol=1e-6)
+
+
+def test_conversion_starts_after_the_threshold_of_small_batches_in_the_background():
+    model = mlp()
+    forward = small_batch_forward(model, after_calls=3)
+    big = inputs_for(model, lite.LITE_MAX_ROWS + 1)
+    forward(big)  # large batches do not count
+    for _ in range(2):
+        forward(inputs_for(model, 1))
+    time.sleep(0.5)
+    assert forward.lite is None and not forward._started
+    forward(inputs_for(model, 1))
+    assert forward._started
+    wait_for_lite(forward)
+    assert forward.lite is not None
+    arrays = inputs_for(model, 3)
+    np.testing.assert_allclose(forward(arrays)[0], keras_predict(model, arrays)[0],
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_each_thread_runs_its_own_interpreter_at_its_own_sizes():
+    model = two_towers()
+    forward = small_batch_forward(model)
+    cases = [arrays_for(model, rows) for rows in (1, 2, 7, 1, 30, 3, 64, 5)]
+    expected = [keras_predict(model, arrays) for arrays in cases]
+    failures = []
+
+    def run(index: int) -> None:
+        for turn in range(40):
+            case = (index + turn) % len(cases)
+            for answer, want in zip(forward(cases[case]), expected[case], strict=True):
+                if not np.allclose(answer, want, rtol=1e-5, atol=1e-6):
+                    failures.append((index, turn))
+
+    threads = [threading.Thread(target=run, args=(index,)) for index in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    assert forward.lite is not None
+
+
+class Off:
+    """A LiteForward stand-in: answers a little off, or fails."""
+
+    def __init__(self, real: lite.LiteForward, fail: bool = False):
+        self.real, self.fail, self.calls = real, fail, 0
+
+    def __call__(self, arrays):
+        self.calls += 1
+        if self.fail:
+            raise RuntimeError("a LiteRT kernel failed")
+        return [answer + 1e-3 for answer in self.real(arrays)]
+
+
+def test_litert_that_answers_otherwise_is_not_used(monkeypatch, caplog):
+    real_converted = lite.converted
+    monkeypatch.setattr(lite, "converted", lambda model, label: Off(real_converted(model, label)))
+    model = mlp()
+    with caplog.at_level(logging.WARNING, logger="service.inference.lite"):
+        forward = small_batch_forward(model)
+    assert forward.lite is None
+    assert "LiteRT answers otherwise than TensorFlow" in caplog.text
+    arrays = inputs_for(model, 1)
+    np.testing.assert_allclose(forward(arrays)[0], keras_predict(model, arrays)[0], atol=1e-6)
+
+
+def test_a_failing_litert_call_is_answered_by_tensorflow_which_serves_from_then_on(caplog):
+    model = mlp()
+    forward = small_batch_forward(model)
+    failing = Off(forward.lite, fail=True)
+    forward.lite = failing
+    arrays = inputs_for(model, 2)
+    with caplog.at_level(logging.ERROR, logger="service.inference.lite"):
+        answer = forward(arrays)
+    np.testing.assert_allclose(answer[0], keras_predict(model, arrays)[0], atol=1e-6)
+    assert forward.lite is None and failing.calls == 1
+    forward(arrays)
+    assert failing.calls == 1
+    assert "LiteRT failed a call" in caplog.text
+
+
+def test_a_served_version_moves_to_litert_after_the_threshold(app, client, config, lesson):
+    """Through the API: the lesson's version turns hot, converts, and answers as Keras."""
+    x, _ = lesson_data(rows=1, seed=9)
+    for _ in range(config.lite_after_calls):
+        assert client.post(f"/models/{lesson['id']}/predict",
+                           json={"instances": x.tolist()}).status_code == 200
+    cache = app.extensions["keras_service"].inference.cache
+    forward = cache.get((lesson["id"], 1, lesson_version_sha(client, lesson), False),
+                        lambda: pytest.fail("the version is not cached")).forward
+    wait_for_lite(forward)
+    assert forward.lite is not None
+    response = client.post(f"/models/{lesson['id']}/predict", json={"instances": x.tolist()})
+    expected = load_version_file(config, lesson).predict(x, verbose=0)
+    np.testing.assert_allclose(response.get_json()["predictions"], expected, rtol=1e-5, atol=1e-6)
+
+
+def lesson_version_sha(client, model: dict) -> str:
+    return client.get(f"/models/{model['id']}/versions/1").get_json()["sha256"]
