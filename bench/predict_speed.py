@@ -19,7 +19,7 @@ worker moves a hot version's small batches onto LiteRT. Then it sends 10,000 one
 predictions to the service after a warm-up and reports how much the worker's memory (RSS)
 grew.
 
-    .venv/bin/python bench/predict_speed.py [--requests 200]
+    .venv/bin/python bench/predict_speed.py [--requests 200] [--no-lite]
 """
 
 from __future__ import annotations
@@ -185,11 +185,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=200, help="timed requests per case")
     parser.add_argument("--memory-predictions", type=int, default=10_000)
+    parser.add_argument("--no-lite", action="store_true",
+                        help="serve every call on TensorFlow (KERAS_SERVICE_LITE_RUNTIME=false)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="predict-speed-"))
     # 10,000 rows of float64 JSON are ~20 MB: past the default body cap of 16 MB.
     service = ServiceProcess(work / "data", workers=1, env={
-        "KERAS_SERVICE_MAX_BODY_BYTES": str(64 * 2**20)}).start()
+        "KERAS_SERVICE_MAX_BODY_BYTES": str(64 * 2**20),
+        "KERAS_SERVICE_LITE_RUNTIME": str(not args.no_lite).lower()}).start()
     servers = {}
     try:
         x = RNG.random((256, 100), dtype=np.float32)

@@ -196,6 +196,23 @@ def test_health_and_readiness(client):
     assert ready["status"] == "ready" and all(ready["checks"].values())
 
 
+@pytest.mark.parametrize(("down", "check", "named"), [
+    ("database.ping", "registry", "registry"),
+    ("store.is_writable", "artifact_store", "artifact store"),
+])
+def test_both_readiness_probes_answer_503_naming_what_is_down(app, client, monkeypatch, down,
+                                                              check, named):
+    owner, method = down.split(".")
+    monkeypatch.setattr(getattr(app.extensions["keras_service"], owner), method, lambda: False)
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["status"] == "unavailable"
+    assert [name for name, up in response.get_json()["checks"].items() if not up] == [check]
+    response = client.get("/v2/health/ready")
+    assert (response.status_code, response.get_json()) == (
+        503, {"ready": False, "error": f"Unavailable: {named}."})
+
+
 # -- bad input: a 4xx that explains, and the model exactly as it was ------------------------
 
 BAD_LAYERS = [

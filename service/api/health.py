@@ -9,6 +9,12 @@ from service.api.parsing import Blueprint
 blp = Blueprint("health", __name__, description="Liveness and readiness.")
 
 
+def readiness_checks() -> dict[str, bool]:
+    """What readiness means, for /readyz and /v2/health/ready alike."""
+    return {"registry": services().database.ping(),
+            "artifact_store": services().store.is_writable()}
+
+
 @blp.route("/healthz")
 class Health(MethodView):
     @blp.doc(security=[])  # probes need no API key
@@ -25,8 +31,7 @@ class Ready(MethodView):
     @blp.alt_response(503, schema=ReadySchema, description="A dependency is unavailable.")
     def get(self):
         """Answer 200 when the registry is reachable and the artifact store writable"""
-        checks = {"registry": services().database.ping(),
-                  "artifact_store": services().store.is_writable()}
+        checks = readiness_checks()
         ready = all(checks.values())
         return {"status": "ready" if ready else "unavailable", "checks": checks}, \
             200 if ready else 503

@@ -15,6 +15,7 @@ from schemas.oip import (
 )
 from service import oip
 from service.api.context import services, tenant_id
+from service.api.health import readiness_checks
 from service.api.parsing import Blueprint
 from service.errors import UnsupportedMediaType, register_protocol_error_handlers
 
@@ -65,9 +66,7 @@ class Ready(MethodView):
     @blp.alt_response(503, schema=OipReadySchema, description="A dependency is unavailable.")
     def get(self):
         """Answer 200 when the registry is reachable and the artifact store writable"""
-        down = [name for name, up in (("registry", services().database.ping()),
-                                      ("artifact store", services().store.is_writable()))
-                if not up]
+        down = [name.replace("_", " ") for name, up in readiness_checks().items() if not up]
         if down:
             return {"ready": False, "error": f"Unavailable: {', '.join(down)}."}, 503
         return {"ready": True}

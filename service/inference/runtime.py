@@ -3,7 +3,8 @@
 Each worker process keeps the versions it served last in a small LRU cache keyed by
 (model id, version, sha256): versions are immutable, so a cached model is never stale, and
 the checksum is verified once, when the file is loaded. Predict calls the model's forward
-pass as one traced graph (about 1 ms) instead of `model.predict()` (about 100 ms a call).
+pass as one traced graph (about 1 ms) instead of `model.predict()` (about 100 ms a call), and
+once a version is hot, its small batches on LiteRT (inference/lite.py).
 
 Keras and TensorFlow are imported inside functions only, so importing this module, and
 building the app, does not import TensorFlow; a worker's first predict pays for it.
