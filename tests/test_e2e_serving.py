@@ -95,3 +95,26 @@ def test_every_worker_serves_a_new_version_and_forgets_a_deleted_model(service):
     assert {a.status_code for a in answers} == {404}
     assert service.get(f"/models/{model['id']}").status_code == 404
     assert service.get(f"/models/{model['id']}/versions").status_code == 404
+
+
+def test_a_hot_version_moves_to_litert_in_every_worker_and_answers_as_before(service):
+    model = service.post("/models", json={"name": "hot", "layers": LESSON_LAYERS}).json()
+    assert service.post(f"/models/{model['id']}/compile", json={
+        "loss": "categorical_crossentropy", "optimizer": "sgd"}).status_code == 200
+    y = np.eye(10, dtype=np.float32)[RNG.integers(0, 10, 64)]
+    dataset = service.post("/datasets", json={"x": RNG.random((64, 100)).tolist(),
+                                              "y": y.tolist()}).json()
+    assert fit(service, model["id"], dataset["id"]) == 1
+    on_tensorflow = np.array(predict_many(service, model["id"], 1)[0].json()["predictions"])
+
+    moved = f"model '{model['id']}' version 1: batches of up to 64 rows run on LiteRT"
+    deadline = time.monotonic() + 120
+    while service.log_path.read_text().count(moved) < 2 and time.monotonic() < deadline:
+        answers = predict_many(service, model["id"], 40)  # past 100 small batches per worker
+        assert {a.status_code for a in answers} == {200}
+    assert service.log_path.read_text().count(moved) == 2  # once in each of the 2 workers
+
+    answers = predict_many(service, model["id"], 40)
+    for answer in answers:
+        np.testing.assert_allclose(answer.json()["predictions"], on_tensorflow,
+                                   rtol=1e-5, atol=1e-6)
