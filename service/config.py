@@ -77,7 +77,8 @@ SETTINGS = [
     Setting("lite_runtime", True,
             "Whether a web worker moves a hot version's small batches (up to 64 rows) onto "
             "LiteRT, which answers a one-row call without TensorFlow's ~0.3 ms per-call "
-            "cost; a version LiteRT cannot hold, or answers otherwise, stays on TensorFlow."),
+            "cost; a version LiteRT cannot hold, answers otherwise or is slower for, stays on "
+            "TensorFlow."),
     Setting("lite_after_calls", 100,
             "Small batches a loaded version answers in a web worker before that worker "
             "converts it to LiteRT, in the background; 0 converts it as it loads."),

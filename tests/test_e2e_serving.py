@@ -107,7 +107,7 @@ def test_a_hot_version_moves_to_litert_in_every_worker_and_answers_as_before(ser
     assert fit(service, model["id"], dataset["id"]) == 1
     on_tensorflow = np.array(predict_many(service, model["id"], 1)[0].json()["predictions"])
 
-    moved = f"model '{model['id']}' version 1: batches of up to 64 rows run on LiteRT"
+    moved = f"model '{model['id']}' version 1: LiteRT serves batches of up to"
     deadline = time.monotonic() + 120
     while service.log_path.read_text().count(moved) < 2 and time.monotonic() < deadline:
         answers = predict_many(service, model["id"], 40)  # past 100 small batches per worker

@@ -103,6 +103,48 @@ def test_conversion_starts_after_the_threshold_of_small_batches_in_the_backgroun
                                rtol=1e-5, atol=1e-6)
 
 
+class Counting:
+    """A LiteForward, counting its calls."""
+
+    def __init__(self, real: lite.LiteForward):
+        self.real, self.calls = real, 0
+
+    def __call__(self, arrays):
+        self.calls += 1
+        return self.real(arrays)
+
+
+def timed_as(lite_ms: dict[int, float], tensorflow_ms: float):
+    """A stand-in for median_seconds: LiteRT takes lite_ms[rows], TensorFlow tensorflow_ms."""
+    def median_seconds(forward, batch):
+        on_lite = isinstance(forward, lite.LiteForward)
+        return (lite_ms[batch[0].shape[0]] if on_lite else tensorflow_ms) / 1000
+    return median_seconds
+
+
+def test_litert_serves_up_to_the_largest_batch_it_was_faster_at(monkeypatch, caplog):
+    monkeypatch.setattr(lite, "median_seconds", timed_as({1: 0.1, 8: 0.5, 64: 3.0}, 1.0))
+    model = mlp()
+    with caplog.at_level(logging.INFO, logger="service.inference.lite"):
+        forward = small_batch_forward(model)
+    assert forward.lite_max_rows == 8
+    assert "LiteRT serves batches of up to 8 row(s)" in caplog.text
+    counting = forward.lite = Counting(forward.lite)
+    for rows, on_lite in ((1, 1), (8, 2), (9, 2), (64, 2)):
+        arrays = inputs_for(model, rows)
+        np.testing.assert_allclose(forward(arrays)[0], keras_predict(model, arrays)[0],
+                                   rtol=1e-5, atol=1e-6)
+        assert counting.calls == on_lite, rows
+
+
+def test_litert_slower_even_at_one_row_is_not_used(monkeypatch, caplog):
+    monkeypatch.setattr(lite, "median_seconds", timed_as({1: 2.0, 8: 2.0, 64: 2.0}, 1.0))
+    with caplog.at_level(logging.INFO, logger="service.inference.lite"):
+        forward = small_batch_forward(mlp())
+    assert forward.lite is None
+    assert "LiteRT is slower than TensorFlow even at one row" in caplog.text
+
+
 def test_each_thread_runs_its_own_interpreter_at_its_own_sizes():
     model = two_towers()
     forward = small_batch_forward(model)

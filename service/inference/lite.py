@@ -1,19 +1,20 @@
 """Small batches on LiteRT: a hot version's one-row calls without TensorFlow's per-call cost.
 
-Even called directly (runtime.DirectCall), a TensorFlow graph costs about 0.3 ms a call in
-binding, executor and eager-tensor machinery: most of a one-row predict of a small model.
+Even called directly (runtime.DirectCall), a TensorFlow graph costs about 0.2-0.3 ms a call
+in binding, executor and eager-tensor machinery: most of a one-row predict of a small model.
 The same graph converted to a LiteRT flatbuffer runs in a LiteRT interpreter in about 7 µs.
 So once a loaded version has answered `after_calls` small batches in a worker, that worker
 converts it in a background thread, checks that LiteRT answers as TensorFlow does on probe
-inputs, and from then on runs batches of up to LITE_MAX_ROWS rows on LiteRT; larger batches
-stay on TensorFlow, whose kernels use every core. A version that does not convert (an op
-LiteRT lacks, dynamic sizes past the batch, a dtype it would change, too many parameters)
-or answers otherwise is served by TensorFlow as before, and the reason is logged.
+batches, and times both on batches of 1, 8 and 64 rows: LiteRT then serves batches up to
+the largest of these sizes at which it was faster (for the lesson's MLP, 64 rows; for a
+convolution over 64x64 images, one row), TensorFlow the rest. A version that does not convert
+(an op LiteRT lacks, sizes past the batch left open, recurrent layers, a dtype it would
+change, too many parameters), answers otherwise, or is slower even at one row is served by
+TensorFlow as before, and the reason is logged.
 
 An interpreter is not thread-safe and holds the sizes of its last call: each thread keeps
-its own, resized when the number of rows changes (about 15 µs). LiteRT's default delegate
-(XNNPACK) is left out: it repacks the weights in every interpreter and makes resizes cost
-~10x more, for no gain at these sizes.
+its own, resized when the number of rows changes (0.02-0.2 ms). Each uses LiteRT's default
+XNNPACK kernels, which pack their own copy of the weights: hence LITE_MAX_PARAMS.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ from service.tensors import numpy_dtype
 
 log = logging.getLogger(__name__)
 
-# Rows up to which LiteRT serves a call: past this, TensorFlow's multi-threaded kernels win.
-LITE_MAX_ROWS = 64
-# Conversion holds the whole graph in memory twice, and the flatbuffer is a second copy of
-# the weights per loaded version: worth it for the small models whose calls are overhead.
-LITE_MAX_PARAMS = 4_000_000
+# Batch sizes LiteRT and TensorFlow are timed on; LiteRT never serves more rows than the last.
+TIMED_ROWS = (1, 8, 64)
+LITE_MAX_ROWS = TIMED_ROWS[-1]
+# The flatbuffer, and each thread's packed weights, are more copies of the weights: worth it
+# for the small models whose calls are mostly overhead.
+LITE_MAX_PARAMS = 2_000_000
 # LiteRT's kernels add in another order than TensorFlow's: float32 answers differ by ~1e-7.
 PARITY_RTOL, PARITY_ATOL = 1e-4, 1e-5
 
@@ -59,6 +61,7 @@ class SmallBatchForward:
         self.label = label
         self.after_calls = after_calls
         self.lite: LiteForward | None = None
+        self.lite_max_rows = 0  # set with `lite`: the most rows LiteRT was faster at
         self._small_calls = 0
         self._start_lock = threading.Lock()
         self._started = False
@@ -66,16 +69,17 @@ class SmallBatchForward:
             self._start(background=False)
 
     def __call__(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        if arrays[0].shape[0] > LITE_MAX_ROWS:
+        rows = arrays[0].shape[0]
+        if rows > LITE_MAX_ROWS:
             return self.tensorflow(arrays)
         lite = self.lite
-        if lite is not None:
+        if lite is not None and rows <= self.lite_max_rows:
             try:
                 return lite(arrays)
             except Exception:  # LiteRT refused this input: TensorFlow serves from now on
                 log.exception("%s: LiteRT failed a call; TensorFlow serves it", self.label)
                 self.lite = None
-        elif not self._started:
+        elif lite is None and not self._started:
             self._small_calls += 1  # not exact under threads; only a threshold
             if self._small_calls >= self.after_calls:
                 self._start(background=True)
@@ -95,10 +99,16 @@ class SmallBatchForward:
         try:
             started = time.monotonic()
             lite = converted(self.model, self.label)
-            if lite is not None and agrees(lite, self.tensorflow, self.model, self.label):
-                self.lite = lite
-                log.info("%s: batches of up to %d rows run on LiteRT (converted in %.1f s)",
-                         self.label, LITE_MAX_ROWS, time.monotonic() - started)
+            if lite is None or not agrees(lite, self.tensorflow, self.model, self.label):
+                return
+            max_rows = rows_where_faster(lite, self.tensorflow, self.model.inputs)
+            if not max_rows:
+                log.info("%s: LiteRT is slower than TensorFlow even at one row; TensorFlow "
+                         "serves", self.label)
+                return
+            self.lite_max_rows, self.lite = max_rows, lite
+            log.info("%s: LiteRT serves batches of up to %d row(s) (converted and timed in "
+                     "%.1f s)", self.label, max_rows, time.monotonic() - started)
         except Exception:  # never worse than TensorFlow alone
             log.exception("%s: LiteRT conversion failed; TensorFlow serves", self.label)
 
@@ -129,11 +139,9 @@ class LiteForward:
     def _interpreter(self):
         held = getattr(self._threads, "held", None)
         if held is None:
-            from ai_edge_litert.interpreter import Interpreter, OpResolverType
+            from ai_edge_litert.interpreter import Interpreter
 
-            interpreter = Interpreter(
-                model_content=self.flatbuffer, num_threads=1,
-                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+            interpreter = Interpreter(model_content=self.flatbuffer, num_threads=1)
             signature = interpreter.get_signature_runner()
             inputs, outputs = signature.get_input_details(), signature.get_output_details()
             names = [f"input_{i}" for i in range(self.inputs)]
@@ -227,18 +235,39 @@ def agrees(lite: LiteForward, tensorflow: Forward, model, label: str) -> bool:
     return True
 
 
+def rows_where_faster(lite: LiteForward, tensorflow: Forward, specs) -> int:
+    """The largest of TIMED_ROWS up to which LiteRT answered faster than TensorFlow (median
+    of a few calls each), or 0 where it was slower at one row."""
+    served = 0
+    for rows in TIMED_ROWS:
+        batch = _probe_batch(specs, rows, np.random.default_rng(rows))
+        if median_seconds(lite, batch) >= median_seconds(tensorflow, batch):
+            break
+        served = rows
+    return served
+
+
+def median_seconds(forward: Forward, batch: list[np.ndarray], calls: int = 7) -> float:
+    forward(batch)  # sizes set, caches warm
+    times = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        forward(batch)
+        times.append(time.perf_counter() - started)
+    return sorted(times)[calls // 2]
+
+
 def _probes(specs) -> list[list[np.ndarray]]:
-    random = np.random.default_rng(0)
+    zeros = [np.zeros((1, *spec.shape[1:]), numpy_dtype(spec.dtype)) for spec in specs]
+    return [zeros, _probe_batch(specs, 3, np.random.default_rng(0))]
 
-    def batch(rows: int, fill: Callable) -> list[np.ndarray]:
-        return [fill((rows, *spec.shape[1:]), np.dtype(numpy_dtype(spec.dtype)))
-                for spec in specs]
 
-    def sample(shape, dtype):
+def _probe_batch(specs, rows: int, random: np.random.Generator) -> list[np.ndarray]:
+    def sample(shape, dtype: np.dtype) -> np.ndarray:
         if dtype.kind == "f":
             return random.standard_normal(shape).astype(dtype)
         if dtype.kind == "b":
             return random.integers(0, 2, shape).astype(bool)
         return random.integers(0, 2, shape).astype(dtype)  # 0/1: valid ids for any Embedding
 
-    return [batch(1, np.zeros), batch(3, sample)]
+    return [sample((rows, *spec.shape[1:]), np.dtype(numpy_dtype(spec.dtype))) for spec in specs]
