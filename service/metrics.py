@@ -63,6 +63,9 @@ CACHE_MISSES = Counter("keras_service_model_cache_misses",
 LOAD_SECONDS = Histogram("keras_service_model_load_seconds",
                          "Time to load, check and warm up a version.", ["model"],
                          buckets=LOAD_BUCKETS)
+LITE_OUTCOMES = Counter("keras_service_lite_outcomes",
+                        "Versions a worker tried to move onto LiteRT, and LiteRT calls that "
+                        "failed, by outcome (inference/lite.py).", ["model", "outcome"])
 
 
 # (method, route, status) -> the two metric children: .labels() costs a lock and a few
@@ -109,6 +112,11 @@ def observe_batch(model_id: str, rows: int) -> None:
 
 def cache_hit(model_id: str) -> None:
     _children_of(model_id)[3].inc()
+
+
+def lite_outcome(model_id: str, outcome: str) -> None:
+    """How a version's move onto LiteRT ended in this worker (lite.OUTCOMES)."""
+    LITE_OUTCOMES.labels(model_id, outcome).inc()
 
 
 def timed_load(model_id: str, load: Callable):

@@ -6,13 +6,16 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import uuid
 
 import keras
 import numpy as np
 import pytest
 
+from service import metrics
 from service.inference import lite, runtime
 from tests.test_inference_direct_call import inputs_for, keras_predict, lstm, mlp, two_towers
+from tests.test_metrics import samples, value
 from tests.trained import lesson_data, load_version_file
 
 RNG = np.random.default_rng(5)
@@ -45,9 +48,22 @@ def arrays_for(model, rows: int) -> list[np.ndarray]:
     return inputs_for(model, rows)
 
 
-def small_batch_forward(model, after_calls: int = 0) -> lite.SmallBatchForward:
+def small_batch_forward(model, after_calls: int = 0,
+                        model_id: str = "") -> lite.SmallBatchForward:
     return lite.SmallBatchForward(model, runtime.traced_forward(model, "test model"),
-                                  "test model", after_calls)
+                                  "test model", after_calls, model_id)
+
+
+def outcomes(model_id: str) -> dict[str, float]:
+    """{outcome: count} of keras_service_lite_outcomes_total for `model_id`, non-zero only."""
+    scraped = samples(metrics.exposition({}).decode())
+    counts = {outcome: value(scraped, "keras_service_lite_outcomes_total", model=model_id,
+                             outcome=outcome) for outcome in lite.OUTCOMES}
+    return {outcome: count for outcome, count in counts.items() if count}
+
+
+def new_id() -> str:
+    return f"lite-{uuid.uuid4().hex[:8]}"
 
 
 def wait_for_lite(forward: lite.SmallBatchForward, seconds: float = 60) -> None:
@@ -59,9 +75,10 @@ def wait_for_lite(forward: lite.SmallBatchForward, seconds: float = 60) -> None:
 @pytest.mark.parametrize("make", [mlp, two_towers, cnn, embedding, normalized],
                          ids=lambda make: make.__name__)
 def test_small_batches_on_litert_answer_as_keras(make):
-    model = make()
-    forward = small_batch_forward(model)
+    model, model_id = make(), new_id()
+    forward = small_batch_forward(model, model_id=model_id)
     assert forward.lite is not None
+    assert outcomes(model_id) == {"serving": 1}
     for rows in (1, 5, lite.LITE_MAX_ROWS, lite.LITE_MAX_ROWS + 1):  # the last on TensorFlow
         arrays = arrays_for(model, rows)
         answers, expected = forward(arrays), keras_predict(model, arrays)
@@ -76,11 +93,12 @@ def test_small_batches_on_litert_answer_as_keras(make):
     (any_size_dense, "has sizes other than the batch left open"),
 ], ids=["recurrent", "open sizes"])
 def test_a_model_litert_cannot_hold_stays_on_tensorflow(make, reason, caplog):
-    model = make()
+    model, model_id = make(), new_id()
     with caplog.at_level(logging.INFO, logger="service.inference.lite"):
-        forward = small_batch_forward(model)
+        forward = small_batch_forward(model, model_id=model_id)
     assert forward.lite is None
     assert reason in caplog.text
+    assert outcomes(model_id) == {"not_convertible": 1}
     arrays = inputs_for(model, 2)
     np.testing.assert_allclose(forward(arrays)[0], keras_predict(model, arrays)[0], atol=1e-6)
 
@@ -139,10 +157,12 @@ def test_litert_serves_up_to_the_largest_batch_it_was_faster_at(monkeypatch, cap
 
 def test_litert_slower_even_at_one_row_is_not_used(monkeypatch, caplog):
     monkeypatch.setattr(lite, "median_seconds", timed_as({1: 2.0, 8: 2.0, 64: 2.0}, 1.0))
+    model_id = new_id()
     with caplog.at_level(logging.INFO, logger="service.inference.lite"):
-        forward = small_batch_forward(mlp())
+        forward = small_batch_forward(mlp(), model_id=model_id)
     assert forward.lite is None
     assert "LiteRT is slower than TensorFlow even at one row" in caplog.text
+    assert outcomes(model_id) == {"slower": 1}
 
 
 def test_each_thread_runs_its_own_interpreter_at_its_own_sizes():
@@ -184,18 +204,34 @@ class Off:
 def test_litert_that_answers_otherwise_is_not_used(monkeypatch, caplog):
     real_converted = lite.converted
     monkeypatch.setattr(lite, "converted", lambda model, label: Off(real_converted(model, label)))
-    model = mlp()
+    model, model_id = mlp(), new_id()
     with caplog.at_level(logging.WARNING, logger="service.inference.lite"):
-        forward = small_batch_forward(model)
+        forward = small_batch_forward(model, model_id=model_id)
     assert forward.lite is None
     assert "LiteRT answers otherwise than TensorFlow" in caplog.text
+    assert outcomes(model_id) == {"answers_otherwise": 1}
+    arrays = inputs_for(model, 1)
+    np.testing.assert_allclose(forward(arrays)[0], keras_predict(model, arrays)[0], atol=1e-6)
+
+
+def test_a_conversion_that_raises_leaves_tensorflow_serving(monkeypatch, caplog):
+    def broken(model, label):
+        raise MemoryError("the converter ran out of memory")
+
+    monkeypatch.setattr(lite, "converted", broken)
+    model, model_id = mlp(), new_id()
+    with caplog.at_level(logging.ERROR, logger="service.inference.lite"):
+        forward = small_batch_forward(model, model_id=model_id)
+    assert forward.lite is None
+    assert "LiteRT conversion failed; TensorFlow serves" in caplog.text
+    assert outcomes(model_id) == {"failed": 1}
     arrays = inputs_for(model, 1)
     np.testing.assert_allclose(forward(arrays)[0], keras_predict(model, arrays)[0], atol=1e-6)
 
 
 def test_a_failing_litert_call_is_answered_by_tensorflow_which_serves_from_then_on(caplog):
-    model = mlp()
-    forward = small_batch_forward(model)
+    model, model_id = mlp(), new_id()
+    forward = small_batch_forward(model, model_id=model_id)
     failing = Off(forward.lite, fail=True)
     forward.lite = failing
     arrays = inputs_for(model, 2)
@@ -206,6 +242,7 @@ def test_a_failing_litert_call_is_answered_by_tensorflow_which_serves_from_then_
     forward(arrays)
     assert failing.calls == 1
     assert "LiteRT failed a call" in caplog.text
+    assert outcomes(model_id) == {"serving": 1, "dropped": 1}
 
 
 def test_a_served_version_moves_to_litert_after_the_threshold(app, client, config, lesson):
@@ -219,6 +256,16 @@ def test_a_served_version_moves_to_litert_after_the_threshold(app, client, confi
                         lambda: pytest.fail("the version is not cached")).forward
     wait_for_lite(forward)
     assert forward.lite is not None
+
+    def served() -> float:
+        scraped = samples(client.get("/metrics").get_data(as_text=True))
+        return value(scraped, "keras_service_lite_outcomes_total", model=lesson["id"],
+                     outcome="serving")
+
+    deadline = time.monotonic() + 10  # counted just after `lite` is set, in that thread
+    while not served() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert served() == 1
     response = client.post(f"/models/{lesson['id']}/predict", json={"instances": x.tolist()})
     expected = load_version_file(config, lesson).predict(x, verbose=0)
     np.testing.assert_allclose(response.get_json()["predictions"], expected, rtol=1e-5, atol=1e-6)

@@ -26,6 +26,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from service import metrics
 from service.tensors import numpy_dtype
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,11 @@ LITE_MAX_ROWS = TIMED_ROWS[-1]
 LITE_MAX_PARAMS = 2_000_000
 # LiteRT's kernels add in another order than TensorFlow's: float32 answers differ by ~1e-7.
 PARITY_RTOL, PARITY_ATOL = 1e-4, 1e-5
+
+# How a try ends (the keras_service_lite_outcomes metric): LiteRT serves; it cannot hold the
+# model; it answers otherwise; it is slower even at one row; the try raised; a served call
+# failed and TensorFlow took over.
+OUTCOMES = ("serving", "not_convertible", "answers_otherwise", "slower", "failed", "dropped")
 
 Forward = Callable[[list[np.ndarray]], list[np.ndarray]]
 # One conversion at a time in a process: each holds the graph, and MLIR, in memory.
@@ -53,12 +59,15 @@ class SmallBatchForward:
         label: "model '…' version N", for the log.
         after_calls: small batches answered before the conversion starts; 0 converts now,
             in the calling thread.
+        model_id: the model's id, for the metrics.
     """
 
-    def __init__(self, model, tensorflow: Forward, label: str, after_calls: int):
+    def __init__(self, model, tensorflow: Forward, label: str, after_calls: int,
+                 model_id: str = ""):
         self.model = model
         self.tensorflow = tensorflow
         self.label = label
+        self.model_id = model_id
         self.after_calls = after_calls
         self.lite: LiteForward | None = None
         self.lite_max_rows = 0  # set with `lite`: the most rows LiteRT was faster at
@@ -79,6 +88,7 @@ class SmallBatchForward:
             except Exception:  # LiteRT refused this input: TensorFlow serves from now on
                 log.exception("%s: LiteRT failed a call; TensorFlow serves it", self.label)
                 self.lite = None
+                metrics.lite_outcome(self.model_id, "dropped")
         elif lite is None and not self._started:
             self._small_calls += 1  # not exact under threads; only a threshold
             if self._small_calls >= self.after_calls:
@@ -96,21 +106,29 @@ class SmallBatchForward:
             self._convert()
 
     def _convert(self) -> None:
+        outcome = "failed"
         try:
-            started = time.monotonic()
-            lite = converted(self.model, self.label)
-            if lite is None or not agrees(lite, self.tensorflow, self.model, self.label):
-                return
-            max_rows = rows_where_faster(lite, self.tensorflow, self.model.inputs)
-            if not max_rows:
-                log.info("%s: LiteRT is slower than TensorFlow even at one row; TensorFlow "
-                         "serves", self.label)
-                return
-            self.lite_max_rows, self.lite = max_rows, lite
-            log.info("%s: LiteRT serves batches of up to %d row(s) (converted and timed in "
-                     "%.1f s)", self.label, max_rows, time.monotonic() - started)
+            outcome = self._try_lite()
         except Exception:  # never worse than TensorFlow alone
             log.exception("%s: LiteRT conversion failed; TensorFlow serves", self.label)
+        metrics.lite_outcome(self.model_id, outcome)
+
+    def _try_lite(self) -> str:
+        started = time.monotonic()
+        lite = converted(self.model, self.label)
+        if lite is None:
+            return "not_convertible"
+        if not agrees(lite, self.tensorflow, self.model, self.label):
+            return "answers_otherwise"
+        max_rows = rows_where_faster(lite, self.tensorflow, self.model.inputs)
+        if not max_rows:
+            log.info("%s: LiteRT is slower than TensorFlow even at one row; TensorFlow "
+                     "serves", self.label)
+            return "slower"
+        self.lite_max_rows, self.lite = max_rows, lite
+        log.info("%s: LiteRT serves batches of up to %d row(s) (converted and timed in "
+                 "%.1f s)", self.label, max_rows, time.monotonic() - started)
+        return "serving"
 
 
 class LiteForward:

@@ -121,7 +121,8 @@ class ModelCache:
 
 
 def load_version(path: Path, sha256: str, *, for_evaluate: bool, compile_spec: dict | None,
-                 label: str, lite_after_calls: int | None = None) -> LoadedModel:
+                 label: str, lite_after_calls: int | None = None,
+                 model_id: str = "") -> LoadedModel:
     """Load a version's `.keras` file in safe mode, once its checksum matches the registry's.
 
     For predict the model is loaded without its optimizer and its forward pass traced and
@@ -156,7 +157,7 @@ def load_version(path: Path, sha256: str, *, for_evaluate: bool, compile_spec: d
         return LoadedModel(model, None)
     forward = traced_forward(model, label)
     if lite_after_calls is not None:
-        forward = SmallBatchForward(model, forward, label, lite_after_calls)
+        forward = SmallBatchForward(model, forward, label, lite_after_calls, model_id)
     return LoadedModel(model, forward)
 
 

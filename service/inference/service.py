@@ -157,7 +157,7 @@ class InferenceService:
                             compile_spec=model.compile if for_evaluate else None,
                             label=_label(model, version),
                             lite_after_calls=self.config.lite_after_calls
-                            if self.config.lite_runtime else None)
+                            if self.config.lite_runtime else None, model_id=model.id)
 
 
 def _label(model: Model, version: Version) -> str:
