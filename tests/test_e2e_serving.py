@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import requests
 
-from tests.conftest import LESSON_LAYERS
-from tests.server import ServiceProcess
+from tests.server import ServiceProcess, compiled_lesson_model, upload_npy
 
 pytestmark = pytest.mark.slow
 RNG = np.random.default_rng(11)
@@ -58,14 +57,15 @@ def loads(service, model_id: str) -> float | None:
     return float(found.group(1)) if found else None
 
 
-def test_every_worker_serves_a_new_version_and_forgets_a_deleted_model(service):
-    model = service.post("/models", json={"name": "served", "layers": LESSON_LAYERS}).json()
-    assert service.post(f"/models/{model['id']}/compile", json={
-        "loss": "categorical_crossentropy", "optimizer": "sgd"}).status_code == 200
-    y = np.eye(10, dtype=np.float32)[RNG.integers(0, 10, 64)]
-    dataset = service.post("/datasets", json={"x": RNG.random((64, 100)).tolist(),
-                                              "y": y.tolist()}).json()
+def trained_lesson(service, name: str) -> tuple[dict, dict]:
+    """(model, dataset): the lesson's MLP fitted once on 64 random rows (version 1)."""
+    model, dataset = compiled_lesson_model(service, name), upload_npy(service, 64, name)
     assert fit(service, model["id"], dataset["id"]) == 1
+    return model, dataset
+
+
+def test_every_worker_serves_a_new_version_and_forgets_a_deleted_model(service):
+    model, dataset = trained_lesson(service, "served")
 
     # Both workers load version 1 (the metrics count one load per worker).
     for _ in range(10):
@@ -98,13 +98,7 @@ def test_every_worker_serves_a_new_version_and_forgets_a_deleted_model(service):
 
 
 def test_a_hot_version_moves_to_litert_in_every_worker_and_answers_as_before(service):
-    model = service.post("/models", json={"name": "hot", "layers": LESSON_LAYERS}).json()
-    assert service.post(f"/models/{model['id']}/compile", json={
-        "loss": "categorical_crossentropy", "optimizer": "sgd"}).status_code == 200
-    y = np.eye(10, dtype=np.float32)[RNG.integers(0, 10, 64)]
-    dataset = service.post("/datasets", json={"x": RNG.random((64, 100)).tolist(),
-                                              "y": y.tolist()}).json()
-    assert fit(service, model["id"], dataset["id"]) == 1
+    model, _ = trained_lesson(service, "hot")
     on_tensorflow = np.array(predict_many(service, model["id"], 1)[0].json()["predictions"])
 
     moved = f"model '{model['id']}' version 1: LiteRT serves batches of up to"

@@ -201,30 +201,29 @@ class Off:
         return [answer + 1e-3 for answer in self.real(arrays)]
 
 
-def test_litert_that_answers_otherwise_is_not_used(monkeypatch, caplog):
-    real_converted = lite.converted
-    monkeypatch.setattr(lite, "converted", lambda model, label: Off(real_converted(model, label)))
+def answering_otherwise(converted):
+    return lambda model, label: Off(converted(model, label))
+
+
+def raising(converted):
+    def broken(model, label):
+        raise MemoryError("the converter ran out of memory")
+    return broken
+
+
+@pytest.mark.parametrize(("replace", "logged", "outcome"), [
+    (answering_otherwise, "LiteRT answers otherwise than TensorFlow", "answers_otherwise"),
+    (raising, "LiteRT conversion failed; TensorFlow serves", "failed"),
+], ids=["answers otherwise", "conversion raises"])
+def test_a_conversion_gone_wrong_leaves_tensorflow_serving(monkeypatch, caplog, replace, logged,
+                                                           outcome):
+    monkeypatch.setattr(lite, "converted", replace(lite.converted))
     model, model_id = mlp(), new_id()
     with caplog.at_level(logging.WARNING, logger="service.inference.lite"):
         forward = small_batch_forward(model, model_id=model_id)
     assert forward.lite is None
-    assert "LiteRT answers otherwise than TensorFlow" in caplog.text
-    assert outcomes(model_id) == {"answers_otherwise": 1}
-    arrays = inputs_for(model, 1)
-    np.testing.assert_allclose(forward(arrays)[0], keras_predict(model, arrays)[0], atol=1e-6)
-
-
-def test_a_conversion_that_raises_leaves_tensorflow_serving(monkeypatch, caplog):
-    def broken(model, label):
-        raise MemoryError("the converter ran out of memory")
-
-    monkeypatch.setattr(lite, "converted", broken)
-    model, model_id = mlp(), new_id()
-    with caplog.at_level(logging.ERROR, logger="service.inference.lite"):
-        forward = small_batch_forward(model, model_id=model_id)
-    assert forward.lite is None
-    assert "LiteRT conversion failed; TensorFlow serves" in caplog.text
-    assert outcomes(model_id) == {"failed": 1}
+    assert logged in caplog.text
+    assert outcomes(model_id) == {outcome: 1}
     arrays = inputs_for(model, 1)
     np.testing.assert_allclose(forward(arrays)[0], keras_predict(model, arrays)[0], atol=1e-6)
 
