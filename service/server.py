@@ -100,13 +100,15 @@ def prepare_metrics_dir() -> str | None:
 
 def run_web(config: Config, exposure_checked: bool = False) -> None:
     """gunicorn over create_app(): preload off, so the master never imports the app."""
-    configure_logging(config)
-    if not exposure_checked:  # `serve` checks before it starts anything
-        check_exposure(config)
+    # First of all: prometheus-client picks its storage (in memory, or the shared folder)
+    # when it is first imported, and logging's request ids import the metrics.
     made = prepare_metrics_dir()
-    from service.metrics import worker_exited
-
     try:
+        configure_logging(config)
+        if not exposure_checked:  # `serve` checks before it starts anything
+            check_exposure(config)
+        from service.metrics import worker_exited
+
         _run_gunicorn(config, worker_exited)
     finally:
         if made:

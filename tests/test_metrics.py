@@ -158,3 +158,26 @@ def test_the_web_server_starts_with_an_empty_metrics_folder(tmp_path, monkeypatc
         assert not list(Path(made).iterdir())
     finally:
         Path(made).rmdir()
+
+
+WEB = """
+import sys
+from service import server
+from service.config import Config
+
+def gunicorn(config, worker_exited):  # where gunicorn would fork the workers
+    from prometheus_client import values
+    print(values.ValueClass.__name__)
+
+server._run_gunicorn = gunicorn
+server.run_web(Config.from_env(environ={}, data_dir=sys.argv[1]), exposure_checked=True)
+"""
+
+
+def test_the_web_server_forks_its_workers_with_metrics_in_the_shared_folder(tmp_path):
+    """Without PROMETHEUS_MULTIPROC_DIR given: the folder is made before anything imports
+    prometheus-client, so the workers write there, where every scrape reads."""
+    env = {key: value for key, value in os.environ.items() if key != METRICS_DIR_ENV}
+    out = subprocess.run([sys.executable, "-c", WEB, str(tmp_path / "data")], env=env,
+                         cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "MmapedValue"  # prometheus-client's multiprocess value
