@@ -13,6 +13,7 @@ model ids and job states; never anything a client typed.
 
 from __future__ import annotations
 
+import glob
 import os
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # The classic text format: what every Prometheus version and most scrapers read.
@@ -136,14 +138,37 @@ def exposition(job_counts: dict[str, int]) -> bytes:
     """The text exposition of every worker's metrics, plus jobs by state read just now."""
     registry = CollectorRegistry()
     if multiprocess_dir():
-        from prometheus_client.multiprocess import MultiProcessCollector
-
-        MultiProcessCollector(registry)
+        SizedFilesCollector(registry)
     else:
         # A registry is a collector too: this one holds the in-memory values above.
         registry.register(REGISTRY)
     registry.register(JobStates(job_counts))
     return generate_latest(registry)
+
+
+def sized_metric_files(folder: str) -> list[str]:
+    """The workers' value files, less those still empty.
+
+    A worker creates its file and only then sizes it, so a scrape can meet a file of 0 bytes,
+    and keeps meeting it if the worker died in between. prometheus-client fails the whole
+    scrape on such a file (prometheus/client_python#1199); until it has a header it holds no
+    values, so it is skipped. A file only ever grows, so one found non-empty stays readable.
+    """
+    sized = []
+    for path in glob.glob(os.path.join(folder, "*.db")):
+        try:
+            if os.path.getsize(path) > 0:
+                sized.append(path)
+        except FileNotFoundError:  # a dead worker's gauges, just removed
+            pass
+    return sized
+
+
+class SizedFilesCollector(MultiProcessCollector):
+    """prometheus-client's collector of every worker's files, reading only sized ones."""
+
+    def collect(self):
+        return self.merge(sized_metric_files(self._path), accumulate=True)
 
 
 class JobStates:
@@ -164,6 +189,4 @@ class JobStates:
 def worker_exited(server, worker) -> None:
     """gunicorn's child_exit hook: drop the files of a dead worker's live gauges."""
     if multiprocess_dir():
-        from prometheus_client import multiprocess
-
-        multiprocess.mark_process_dead(worker.pid)
+        mark_process_dead(worker.pid)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -12,6 +13,7 @@ import pytest
 import requests
 from prometheus_client.mmap_dict import MmapedDict
 
+from service.metrics import sized_metric_files
 from tests.server import ServiceProcess
 from tests.test_metrics import samples, value
 
@@ -48,11 +50,13 @@ def wait_until(condition, timeout: float = 10) -> None:
 def counted_by_each_worker(metrics_dir) -> dict[str, float]:
     """{file: its count of ROUTE}: each worker writes its own file, named by its pid."""
     counts = {}
-    for path in metrics_dir.glob("counter_*.db"):
-        for key, count, _, _ in MmapedDict.read_all_values_from_file(str(path)):
+    for path in sized_metric_files(str(metrics_dir)):  # a worker may be making its file
+        if not os.path.basename(path).startswith("counter_"):
+            continue
+        for key, count, _, _ in MmapedDict.read_all_values_from_file(path):
             _, name, labels, _ = json.loads(key)
             if name == "keras_service_http_requests_total" and labels == ROUTE:
-                counts[path.name] = count
+                counts[os.path.basename(path)] = count
     return counts
 
 

@@ -128,12 +128,18 @@ print(metrics.exposition({"queued": 2}).decode())
 """
 
 
-def test_multiprocess_mode_adds_up_every_process(tmp_path):
-    """What gunicorn's workers do, in miniature: two writers, a third process scrapes."""
+@pytest.mark.parametrize("unsized_file", [False, True])
+def test_multiprocess_mode_adds_up_every_process(tmp_path, unsized_file):
+    """What gunicorn's workers do, in miniature: two writers, a third process scrapes.
+
+    A worker that made its file but died before sizing it leaves 0 bytes behind, which
+    prometheus-client alone cannot read (prometheus/client_python#1199)."""
     env = {**os.environ, METRICS_DIR_ENV: str(tmp_path)}
     for count in (3, 4):
         subprocess.run([sys.executable, "-c", WORKER, str(count)], env=env, cwd=ROOT,
                        check=True)
+    if unsized_file:
+        (tmp_path / "counter_424242.db").touch()
     out = subprocess.run([sys.executable, "-c", SCRAPE], env=env, cwd=ROOT, check=True,
                          capture_output=True, text=True).stdout
     scraped = samples(out)
