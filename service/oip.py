@@ -22,6 +22,7 @@ from schemas.oip import DATATYPES, OipInferRequestSchema
 from service.datasets.arrays import MAX_RANK
 from service.errors import MalformedRequest
 from service.inference import InferenceService
+from service.inference.non_finite import with_non_finite_tokens
 from service.openapi import API_TITLE, API_VERSION
 from service.tensors import check_names, json_kind, numpy_dtype
 
@@ -187,7 +188,7 @@ def encode_answer(model_name: str, version: int, request_id: str,
             chunks.append(np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes())
             entry["parameters"] = {"binary_data_size": len(chunks[-1])}
         else:
-            entry["data"] = np.ascontiguousarray(array).ravel()
+            entry["data"] = with_non_finite_tokens(np.ascontiguousarray(array).ravel())
         described.append(entry)
     header = orjson.dumps({"model_name": model_name, "model_version": str(version),
                            "id": request_id, "outputs": described},

@@ -15,6 +15,7 @@ import numpy as np
 from service.errors import MalformedRequest, NotFound, WrongState
 from service.inference import InferenceService
 from service.inference.inputs import columns_by_name, columns_from_rows
+from service.inference.non_finite import with_non_finite_tokens
 from service.registry.labels import LabelRegistry
 from service.registry.tables import Model, Version
 from service.registry.versions import MAX_VERSION
@@ -204,7 +205,7 @@ def response_body(rows: bool, outputs: list[np.ndarray], specs: list[dict]) -> d
     """The answer in the request's format; several outputs are keyed by output name."""
     key = "predictions" if rows else "outputs"
     # orjson writes C-contiguous arrays only (and their rows are C-contiguous too).
-    outputs = [np.ascontiguousarray(array) for array in outputs]
+    outputs = [with_non_finite_tokens(np.ascontiguousarray(array)) for array in outputs]
     if len(outputs) == 1:
         return {key: outputs[0]}
     names = [spec["name"] for spec in specs]
