@@ -25,7 +25,12 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.machine import describe_machine  # noqa: E402
-from bench.predict_speed import LESSON_LAYERS, Connection, trained_model  # noqa: E402
+from bench.predict_speed import (  # noqa: E402
+    LESSON_LAYERS,
+    Connection,
+    trained_model,
+    warm_up_lite,
+)
 from tests.server import ServiceProcess  # noqa: E402
 
 CLIENTS = 16
@@ -93,10 +98,7 @@ def main() -> None:
             model = trained_model(service, name.split()[0].lower(), layers, x, y)
             url = f"{service.url}/models/{model['id']}/predict"
             body = npy(x[:1])
-            warm = Connection(url)
-            for _ in range(300):
-                warm.post(body, NPY, "application/json")
-            time.sleep(3)  # the LiteRT conversion runs in the background
+            warm_up_lite(url, body, NPY)
             off = throughput(url, body, args.seconds)
             response = requests.patch(
                 f"{service.url}/models/{model['id']}", json={"batching": BATCHING}, timeout=30)

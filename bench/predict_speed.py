@@ -124,6 +124,15 @@ class Connection:
         return data
 
 
+def warm_up_lite(url: str, body: bytes, content_type: str) -> None:
+    """Make the version hot, as on a deployed endpoint: past KERAS_SERVICE_LITE_AFTER_CALLS
+    small batches, after which the worker moves them onto LiteRT in the background."""
+    connection = Connection(url)
+    for _ in range(300):
+        connection.post(body, content_type, "application/json")
+    time.sleep(3)  # the conversion runs in the background
+
+
 def interleaved(calls: dict[str, tuple[str, bytes, str, str]], count: int,
                 rounds: int = 10) -> dict[str, tuple[float, float]]:
     """{name: (p50, p95) in ms} of `count` POSTs each, for `calls` {name: (url, body,
@@ -204,12 +213,7 @@ def main() -> None:
             servers[name] = Gunicorn(name, model_path, work)
             urls[name] = servers[name].url + "/predict"
 
-        # A deployed endpoint is hot: past KERAS_SERVICE_LITE_AFTER_CALLS small batches, so
-        # the worker has moved them onto LiteRT (in the background: give it a moment).
-        warm = Connection(urls["service"])
-        for _ in range(300):
-            warm.post(json_body(1), "application/json", "application/json")
-        time.sleep(3)
+        warm_up_lite(urls["service"], json_body(1), "application/json")
         results: dict[str, dict[str, tuple[float, float]]] = {}
         cases = [("1 row JSON", json_body(1), "application/json", args.requests),
                  ("1,000 rows JSON", json_body(1000), "application/json",

@@ -27,6 +27,7 @@ from collections.abc import Callable
 import numpy as np
 
 from service import metrics
+from service.inference.calls import answer_alike, in_model_order, inference_call, zeros_for
 from service.tensors import numpy_dtype
 
 log = logging.getLogger(__name__)
@@ -180,14 +181,10 @@ def converted(model, label: str) -> LiteForward | None:
         return None
     import tensorflow as tf
 
-    output_names = getattr(model, "output_names", None)
+    call, output_names = inference_call(model), getattr(model, "output_names", None)
 
     def ordered(*inputs):
-        outputs = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
-        if isinstance(outputs, dict):
-            outputs = [outputs[name] for name in output_names]
-        elif not isinstance(outputs, list | tuple):
-            outputs = [outputs]
+        outputs = in_model_order(call(*inputs), output_names)
         return {f"output_{i}": output for i, output in enumerate(outputs)}
 
     signature = [tf.TensorSpec(spec.shape, spec.dtype, name=f"input_{i}")
@@ -242,11 +239,7 @@ def agrees(lite: LiteForward, tensorflow: Forward, model, label: str) -> bool:
             expected = tensorflow(probe)
         except Exception:  # the model refuses the probe: nothing to compare against
             continue
-        answers = lite(probe)
-        if len(answers) != len(expected) or not all(
-                a.shape == b.shape and a.dtype == b.dtype
-                and np.allclose(a, b, rtol=PARITY_RTOL, atol=PARITY_ATOL, equal_nan=True)
-                for a, b in zip(answers, expected, strict=True)):
+        if not answer_alike(lite(probe), expected, rtol=PARITY_RTOL, atol=PARITY_ATOL):
             log.warning("%s: LiteRT answers otherwise than TensorFlow; TensorFlow serves",
                         label)
             return False
@@ -276,8 +269,7 @@ def median_seconds(forward: Forward, batch: list[np.ndarray], calls: int = 7) ->
 
 
 def _probes(specs) -> list[list[np.ndarray]]:
-    zeros = [np.zeros((1, *spec.shape[1:]), numpy_dtype(spec.dtype)) for spec in specs]
-    return [zeros, _probe_batch(specs, 3, np.random.default_rng(0))]
+    return [zeros_for(specs), _probe_batch(specs, 3, np.random.default_rng(0))]
 
 
 def _probe_batch(specs, rows: int, random: np.random.Generator) -> list[np.ndarray]:

@@ -25,6 +25,7 @@ import numpy as np
 from service import metrics
 from service.errors import ArtifactCorrupt, InvalidArray, WrongState
 from service.inference.batching import Batcher, BatchPolicy
+from service.inference.calls import answer_alike, in_model_order, inference_call, zeros_for
 from service.inference.lite import SmallBatchForward
 from service.storage import sha256_of
 from service.tensors import numpy_dtype
@@ -167,12 +168,8 @@ def traced_forward(model, label: str) -> Callable[[list[np.ndarray]], list[np.nd
     import keras
 
     specs = model.inputs
-    zeros = [np.zeros((1, *(1 if dim is None else dim for dim in spec.shape[1:])),
-                      dtype=numpy_dtype(spec.dtype)) for spec in specs]
-
-    def call(*inputs):
-        return model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
-
+    zeros = zeros_for(specs)
+    call = inference_call(model)
     to_numpy = keras.ops.convert_to_numpy
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
@@ -197,11 +194,7 @@ def traced_forward(model, label: str) -> Callable[[list[np.ndarray]], list[np.nd
     output_names = getattr(model, "output_names", None)
 
     def forward(arrays: list[np.ndarray]) -> list[np.ndarray]:
-        outputs = call(*arrays)
-        if isinstance(outputs, dict):
-            outputs = [outputs[name] for name in output_names]
-        elif not isinstance(outputs, list | tuple):
-            outputs = [outputs]
+        outputs = in_model_order(call(*arrays), output_names)
         return [_jsonable(to_numpy(output)) for output in outputs]
 
     _warm_up(forward, zeros, label)
@@ -239,9 +232,7 @@ def checked_direct_call(tf, concrete, public_call: Callable, dtypes: list[str],
             log.info("%s: no direct call on executor %r: %s", label, executor,
                      error.message.splitlines()[0] if error.message else error)
             continue
-        if len(answers) == len(expected) and all(
-                np.allclose(a, b, rtol=1e-5, atol=1e-6, equal_nan=True)
-                for a, b in zip(answers, expected, strict=True)):
+        if answer_alike(answers, expected, rtol=1e-5, atol=1e-6):
             return direct
         log.warning("%s: the direct call on executor %r answered otherwise", label, executor)
     return None
